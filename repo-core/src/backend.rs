@@ -1,0 +1,83 @@
+//! Storage backends: opaque bytes under `(FileType, name)`, shaped for object stores.
+//!
+//! **Architecture Invariant:** a backend never sees plaintext and never interprets bytes.
+//! Contract for implementations:
+//! - `write` stores a whole object atomically: readers see all of it or nothing. Objects are
+//!   written once; writing an existing name with the same bytes is harmless.
+//! - No rename is assumed, so object stores fit.
+//! - Errors say whether they are transient ([`crate::Error::is_transient`]) so a retry layer can decide.
+//! - `NotFound` is reported with [`crate::ErrorKind::NotFound`].
+
+mod local;
+mod memory;
+
+pub use local::LocalBackend;
+pub use memory::MemoryBackend;
+
+use crate::error::Result;
+
+/// The kinds of file in a repository, each in its own namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FileType {
+    /// The single `config` object.
+    Config,
+    /// Key files in `keys/`.
+    Key,
+    /// Snapshot files in `snapshots/`.
+    Snapshot,
+    /// Index files in `index/`.
+    Index,
+    /// Pack files in `data/<2 hex>/`.
+    Pack,
+    /// Lock files in `locks/`.
+    Lock,
+}
+
+impl FileType {
+    /// Every file type.
+    pub const ALL: [FileType; 6] = [
+        Self::Config,
+        Self::Key,
+        Self::Snapshot,
+        Self::Index,
+        Self::Pack,
+        Self::Lock,
+    ];
+
+    /// Directory name in the layout (empty for config).
+    pub fn dir(self) -> &'static str {
+        match self {
+            Self::Config => "",
+            Self::Key => "keys",
+            Self::Snapshot => "snapshots",
+            Self::Index => "index",
+            Self::Pack => "data",
+            Self::Lock => "locks",
+        }
+    }
+}
+
+/// Storage for a repository's objects.
+pub trait Backend: Send + Sync {
+    /// A human-readable location (path or URL) for messages.
+    fn location(&self) -> String;
+
+    /// Prepares an empty repository location (directories, bucket); fails if it holds files.
+    fn create(&self) -> Result<()>;
+
+    /// Stores a whole object atomically.
+    fn write(&self, file_type: FileType, name: &str, data: &[u8]) -> Result<()>;
+
+    /// Reads a whole object.
+    fn read(&self, file_type: FileType, name: &str) -> Result<Vec<u8>>;
+
+    /// Reads `len` bytes at `offset`; a range past the end is an error.
+    fn read_range(&self, file_type: FileType, name: &str, offset: u64, len: u32)
+        -> Result<Vec<u8>>;
+
+    /// Lists the objects of a type with their lengths.
+    fn list(&self, file_type: FileType) -> Result<Vec<(String, u64)>>;
+
+    /// Removes an object; removing a missing object is not an error.
+    fn delete(&self, file_type: FileType, name: &str) -> Result<()>;
+}

@@ -1,0 +1,109 @@
+//! An in-memory backend for tests and examples.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{Backend, FileType};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Objects held in a map; clones share the same storage.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryBackend {
+    objects: Arc<Mutex<BTreeMap<(FileType, String), Arc<Vec<u8>>>>>,
+}
+
+impl MemoryBackend {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn map(&self) -> MutexGuard<'_, BTreeMap<(FileType, String), Arc<Vec<u8>>>> {
+        // A poisoned map still holds consistent objects: every insert is a single operation.
+        self.objects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Replaces an object's bytes (tests that corrupt a repository).
+    pub fn put_raw(&self, file_type: FileType, name: &str, data: Vec<u8>) {
+        let _ = self
+            .map()
+            .insert((file_type, name.to_string()), Arc::new(data));
+    }
+
+    fn get(&self, file_type: FileType, name: &str) -> Result<Arc<Vec<u8>>> {
+        self.map()
+            .get(&(file_type, name.to_string()))
+            .cloned()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("{}/{name}: not found", file_type.dir()),
+                )
+            })
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn location(&self) -> String {
+        "memory:".to_string()
+    }
+
+    fn create(&self) -> Result<()> {
+        if self.map().is_empty() {
+            Ok(())
+        } else {
+            Err(Error::invalid("memory: already holds objects"))
+        }
+    }
+
+    fn write(&self, file_type: FileType, name: &str, data: &[u8]) -> Result<()> {
+        let _ = self
+            .map()
+            .insert((file_type, name.to_string()), Arc::new(data.to_vec()));
+        Ok(())
+    }
+
+    fn read(&self, file_type: FileType, name: &str) -> Result<Vec<u8>> {
+        Ok(self.get(file_type, name)?.as_ref().clone())
+    }
+
+    fn read_range(
+        &self,
+        file_type: FileType,
+        name: &str,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>> {
+        let data = self.get(file_type, name)?;
+        let end = offset
+            .checked_add(u64::from(len))
+            .filter(|e| *e <= data.len() as u64)
+            .ok_or_else(|| {
+                Error::backend(
+                    format!(
+                        "{}/{name}: range {offset}+{len} beyond length {}",
+                        file_type.dir(),
+                        data.len()
+                    ),
+                    false,
+                )
+            })?;
+        Ok(data[offset as usize..end as usize].to_vec())
+    }
+
+    fn list(&self, file_type: FileType) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .map()
+            .iter()
+            .filter(|((t, _), _)| *t == file_type)
+            .map(|((_, name), data)| (name.clone(), data.len() as u64))
+            .collect())
+    }
+
+    fn delete(&self, file_type: FileType, name: &str) -> Result<()> {
+        let _ = self.map().remove(&(file_type, name.to_string()));
+        Ok(())
+    }
+}

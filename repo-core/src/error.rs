@@ -1,0 +1,217 @@
+//! The one public error type of repo-core: [`Error`] with an [`ErrorKind`], typed corruption and
+//! a transient flag that the retry layer reads.
+//!
+//! Messages are lowercase, carry no trailing period and name the object they are about
+//! ("pack 3fa2c1d9: header MAC mismatch"). Guidance for people (what to do next) belongs in the CLI.
+
+use std::fmt;
+
+/// What went wrong, coarsely, so that callers can branch (the CLI maps kinds to exit codes).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// An object, snapshot, path or repository does not exist.
+    NotFound,
+    /// No key file opens with the given password or key.
+    WrongSecret,
+    /// Repository bytes failed authentication, hashing or decoding.
+    Corrupt,
+    /// A conflicting lock is held by another process.
+    Locked,
+    /// The operation was cancelled through its [`crate::CancelToken`].
+    Cancelled,
+    /// The repository was written by a newer format version.
+    UnsupportedVersion,
+    /// The storage backend failed.
+    Backend,
+    /// A local file-system operation failed.
+    Io,
+    /// The caller passed arguments that cannot work.
+    InvalidInput,
+    /// A bug in Cairn: an invariant did not hold.
+    Internal,
+}
+
+/// The way repository bytes were found to be corrupt.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CorruptionKind {
+    /// Authenticated decryption failed: the bytes were altered, or belong to another object.
+    MacMismatch,
+    /// The content does not hash to the id it is stored under.
+    IdMismatch,
+    /// The object is shorter than its structure says.
+    Truncated,
+    /// The plaintext does not decode as the structure it must be.
+    BadEncoding,
+    /// A version or tag that this program does not know.
+    UnknownVersion,
+}
+
+impl fmt::Display for CorruptionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::MacMismatch => "authentication failed",
+            Self::IdMismatch => "hash does not match its id",
+            Self::Truncated => "truncated",
+            Self::BadEncoding => "malformed",
+            Self::UnknownVersion => "unknown version or tag",
+        })
+    }
+}
+
+/// The error type of every public operation in repo-core.
+pub struct Error(Box<Inner>);
+
+struct Inner {
+    kind: ErrorKind,
+    corruption: Option<CorruptionKind>,
+    transient: bool,
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self(Box::new(Inner {
+            kind,
+            corruption: None,
+            transient: false,
+            message: message.into(),
+            source: None,
+        }))
+    }
+
+    /// A corruption error about `object` (which names the object, e.g. "pack 3fa2c1d9").
+    pub fn corrupt(
+        corruption: CorruptionKind,
+        object: impl fmt::Display,
+        detail: impl fmt::Display,
+    ) -> Self {
+        let mut e = Self::new(ErrorKind::Corrupt, format!("{object}: {detail}"));
+        e.0.corruption = Some(corruption);
+        e
+    }
+
+    /// An I/O error with the path or operation it happened on.
+    pub fn io(context: impl fmt::Display, err: std::io::Error) -> Self {
+        let kind = match err.kind() {
+            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+            _ => ErrorKind::Io,
+        };
+        Self::new(kind, format!("{context}: {err}")).with_source(err)
+    }
+
+    /// A backend failure; `transient` marks failures that a retry may cure.
+    pub fn backend(message: impl Into<String>, transient: bool) -> Self {
+        let mut e = Self::new(ErrorKind::Backend, message);
+        e.0.transient = transient;
+        e
+    }
+
+    /// Invalid arguments from the caller.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, message)
+    }
+
+    /// The operation was cancelled.
+    pub fn cancelled() -> Self {
+        Self::new(ErrorKind::Cancelled, "operation cancelled")
+    }
+
+    /// An internal invariant failed.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    /// Attaches an underlying cause.
+    #[must_use]
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.0.source = Some(Box::new(source));
+        self
+    }
+
+    /// Prefixes the message with more context, keeping kind and corruption.
+    #[must_use]
+    pub fn context(mut self, context: impl fmt::Display) -> Self {
+        self.0.message = format!("{context}: {}", self.0.message);
+        self
+    }
+
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        self.0.kind
+    }
+
+    /// For [`ErrorKind::Corrupt`]: how the bytes were found to be corrupt.
+    pub fn corruption(&self) -> Option<CorruptionKind> {
+        self.0.corruption
+    }
+
+    /// True when retrying the same operation may succeed (network hiccups, timeouts).
+    pub fn is_transient(&self) -> bool {
+        self.0.transient
+    }
+
+    /// The message without the source chain.
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.message)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.0.kind)
+            .field("corruption", &self.0.corruption)
+            .field("transient", &self.0.transient)
+            .field("message", &self.0.message)
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_error_names_object_and_kind() {
+        let e = Error::corrupt(
+            CorruptionKind::MacMismatch,
+            "pack 3fa2c1d9",
+            "header authentication failed",
+        );
+        assert_eq!(e.kind(), ErrorKind::Corrupt);
+        assert_eq!(e.corruption(), Some(CorruptionKind::MacMismatch));
+        assert_eq!(e.to_string(), "pack 3fa2c1d9: header authentication failed");
+    }
+
+    #[test]
+    fn io_not_found_maps_to_not_found() {
+        let e = Error::io(
+            "open /x",
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        );
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(!e.is_transient());
+    }
+}
