@@ -142,6 +142,18 @@ impl Error {
         self
     }
 
+    /// A copy without the source chain (for reporting one error in two places).
+    #[must_use]
+    pub fn clone_shallow(&self) -> Self {
+        Self(Box::new(Inner {
+            kind: self.0.kind,
+            corruption: self.0.corruption,
+            transient: self.0.transient,
+            message: self.0.message.clone(),
+            source: None,
+        }))
+    }
+
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         self.0.kind

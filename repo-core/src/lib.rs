@@ -1,8 +1,47 @@
 //! Cairn core library: encrypted, deduplicating, content-addressed backup repositories.
+//!
+//! Files are split into content-defined chunks (FastCDC with a per-repository seed), each
+//! identified by a keyed BLAKE3 hash, compressed with zstd, encrypted with XChaCha20-Poly1305
+//! and stored in pack files; an index maps blobs to packs, and snapshots point at trees of
+//! directory listings. The on-disk format is specified in `spec/`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use repo_core::{BackupOptions, InitOptions, KdfParams, MemoryBackend, OpCtx, Repository,
+//!                 RestoreOptions, Secret, SnapshotFilter};
+//!
+//! # fn main() -> repo_core::Result<()> {
+//! let source = tempfile::tempdir().unwrap();
+//! std::fs::write(source.path().join("hello.txt"), b"hello, world").unwrap();
+//!
+//! let backend = Arc::new(MemoryBackend::new());
+//! let secret = Secret::password("correct horse battery staple");
+//! let mut init = InitOptions::default();
+//! init.kdf = KdfParams::insecure_fast(); // tests only: keep the real default elsewhere
+//! let ctx = OpCtx::default();
+//!
+//! let repo = Repository::init(backend, &secret, &init)?.into_indexed(&ctx)?;
+//! let summary = repo.backup(&ctx, &[source.path().to_path_buf()], &BackupOptions::default())?;
+//! assert_eq!(summary.stats.files_new, 1);
+//!
+//! let repo = repo.reload_index(&ctx)?;
+//! let snapshot = repo.find_snapshot(&ctx, "latest", &SnapshotFilter::default())?;
+//! let mut opts = RestoreOptions::default();
+//! opts.subpath = Some(source.path().to_path_buf());
+//! let plan = repo.plan_restore(&ctx, &snapshot, &opts)?;
+//! let target = tempfile::tempdir().unwrap();
+//! repo.restore(&ctx, &plan, target.path())?;
+//! assert_eq!(std::fs::read(target.path().join("hello.txt")).unwrap(), b"hello, world");
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod archiver;
 pub mod backend;
+mod cache;
+mod checker;
 pub mod chunker;
 pub mod crypto;
 mod error;
@@ -10,5 +49,31 @@ mod error;
 pub mod format;
 pub mod id;
 pub mod index;
+pub mod lock;
+mod progress;
+mod repository;
+mod restorer;
+mod snapshot;
+mod stats;
+mod walk;
 
+pub use archiver::{BackupOptions, BackupSummary, ParentSelection};
+pub use backend::{Backend, FileType, LocalBackend, MemoryBackend};
+pub use checker::{CheckOptions, CheckReport, Problem};
+pub use chunker::ChunkerParams;
+pub use crypto::{KdfParams, MasterKey, Secret};
 pub use error::{CorruptionKind, Error, ErrorKind, Result};
+pub use format::config::Config;
+pub use format::snapshot::{SnapshotFile, SnapshotSummary};
+pub use format::tree::{Node, NodeKind, Tree, Xattr};
+pub use format::BlobType;
+pub use id::{BlobId, Id, IndexId, KeyId, PackId, SnapshotId};
+pub use lock::{LockGuard, LockMode};
+pub use progress::{CancelToken, NoProgress, OpCtx, Phase, Progress, ProgressEvent};
+pub use repository::{
+    Indexed, InitOptions, OpenOptions, Opened, Repository, Snapshot, DEFAULT_PACK_SIZE,
+};
+pub use restorer::{Overwrite, PlannedEntry, RestoreOptions, RestorePlan, RestoreSummary};
+pub use snapshot::{select as select_snapshot, SnapshotFilter};
+pub use stats::{DiffEntry, DiffKind, RepoStats};
+pub use walk::WalkEntry;

@@ -9,7 +9,7 @@ use std::io::{ErrorKind as IoKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::{Backend, FileType};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 
 /// A repository stored under a directory.
 #[derive(Debug, Clone)]
@@ -261,7 +261,7 @@ mod tests {
         b.delete(FileType::Pack, "abcdef").unwrap();
         assert_eq!(
             b.read(FileType::Pack, "abcdef").unwrap_err().kind(),
-            ErrorKind::NotFound
+            crate::ErrorKind::NotFound
         );
         assert!(
             b.create().is_err(),

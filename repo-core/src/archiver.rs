@@ -1,0 +1,1334 @@
+//! Backup: walk → read and chunk → dedup → compress and encrypt → pack → upload → trees →
+//! index → snapshot.
+//!
+//! Threads and bounded channels (memory is bounded whatever the file sizes):
+//! - one walker (DFS, sorted names, lockstep with the parent snapshot's trees) emits an ordered
+//!   event stream to the collector and file jobs to the readers;
+//! - file readers chunk each file, hash every chunk, look it up in the index and the set of
+//!   blobs already added by this run, and hand new chunks on;
+//! - compressors (one per core) compress and encrypt blobs; a single large file thus keeps every
+//!   core busy;
+//! - the packer appends blobs to a data pack and a tree pack and seals full packs;
+//! - uploaders write packs to the backend in parallel;
+//! - the collector (the calling thread) assembles tree blobs bottom-up from the event stream.
+//!
+//! Write order (spec/09-invariants.md): every pack is uploaded before the index file that lists
+//! it, and the index before the snapshot. A failure or cancellation at any point leaves only
+//! unreferenced packs.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::{self, File, Metadata};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::backend::FileType;
+use crate::chunker::{Chunker, ChunkerParams};
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::envelope;
+use crate::format::index::{IndexBlob, IndexFile, IndexPack};
+use crate::format::pack::{self, PackEntry};
+use crate::format::snapshot::{SnapshotFile, SnapshotSummary};
+use crate::format::tree::{Node, NodeKind, Tree, Xattr};
+use crate::format::{BlobType, MAX_PACK_BLOBS};
+use crate::id::{BlobId, Id, PackId, SnapshotId};
+use crate::lock::LockMode;
+use crate::progress::{OpCtx, Phase, ProgressEvent};
+use crate::repository::{now_ns, Indexed, Repository, Snapshot};
+
+/// Which snapshot a backup compares against to skip reading unchanged files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ParentSelection {
+    /// The latest snapshot of the same host and the same set of paths.
+    #[default]
+    Auto,
+    /// None: read every file.
+    None,
+    /// This snapshot.
+    Id(SnapshotId),
+}
+
+/// Options of [`Repository::backup`].
+#[non_exhaustive]
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Glob patterns to exclude (`*` stays within a path component, `**` spans components;
+    /// a pattern without a leading `/` matches at any depth).
+    pub excludes: Vec<String>,
+    /// Like `excludes`, matched case-insensitively.
+    pub iexcludes: Vec<String>,
+    /// Exclude directories that contain a file of one of these names.
+    pub exclude_if_present: Vec<String>,
+    /// Exclude directories holding a valid `CACHEDIR.TAG`.
+    pub exclude_caches: bool,
+    /// Do not cross file-system boundaries below each backup path.
+    pub one_file_system: bool,
+    /// Tags for the snapshot.
+    pub tags: Vec<String>,
+    /// Host name to record (default: this machine's).
+    pub hostname: Option<String>,
+    /// Snapshot description.
+    pub description: String,
+    /// Parent snapshot choice.
+    pub parent: ParentSelection,
+    /// Read every file even when the parent says it is unchanged.
+    pub force: bool,
+    /// Do everything except writing to the repository.
+    pub dry_run: bool,
+    /// zstd level for this backup (default: the repository's).
+    pub compression_level: Option<i32>,
+    /// Snapshot time, ns since the epoch (default: now).
+    pub time_ns: Option<i64>,
+    /// Count files and bytes first, so progress can show an ETA.
+    pub scan: bool,
+    /// How long to wait for a conflicting lock.
+    pub lock_wait: std::time::Duration,
+}
+
+/// What a backup did.
+#[derive(Debug, Clone)]
+pub struct BackupSummary {
+    /// The new snapshot (None on a dry run).
+    pub snapshot: Option<SnapshotId>,
+    /// The parent snapshot used.
+    pub parent: Option<SnapshotId>,
+    /// Counters (also stored in the snapshot).
+    pub stats: SnapshotSummary,
+    /// Entries left out because they could not be read, with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileStatus {
+    New,
+    Changed,
+    Unmodified,
+}
+
+enum Event {
+    Enter(Node),
+    Leave,
+    Entry(Node, Option<FileStatus>),
+    File(Node, FileStatus, u64),
+}
+
+struct FileJob {
+    ticket: u64,
+    path: PathBuf,
+}
+
+struct FileDone {
+    content: Vec<BlobId>,
+    bytes: u64,
+}
+
+struct FileResult {
+    ticket: u64,
+    path: PathBuf,
+    result: Result<FileDone>,
+}
+
+struct NewBlob {
+    blob_type: BlobType,
+    id: BlobId,
+    raw: Vec<u8>,
+}
+
+struct SealedBlob {
+    blob_type: BlobType,
+    id: BlobId,
+    raw_len: u32,
+    stored: Vec<u8>,
+}
+
+struct SealedPack {
+    id: PackId,
+    bytes: Vec<u8>,
+    index: IndexPack,
+}
+
+/// State shared by the pipeline stages.
+struct Shared<'r> {
+    repo: &'r Repository<Indexed>,
+    ctx: OpCtx<'r>,
+    /// Blobs this run has already queued: together with the index, the dedup set.
+    session: Mutex<HashSet<BlobId>>,
+    failed: AtomicBool,
+    error: Mutex<Option<Error>>,
+    bytes_read: AtomicU64,
+    bytes_added: AtomicU64,
+    blobs_added: AtomicU64,
+    level: i32,
+    dry_run: bool,
+    new_packs: Mutex<Vec<IndexPack>>,
+}
+
+impl Shared<'_> {
+    fn fail(&self, e: Error) {
+        let mut slot = self
+            .error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+        self.failed.store(true, Ordering::SeqCst);
+    }
+
+    fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed) || self.ctx.cancel.is_cancelled()
+    }
+
+    /// Queues a blob unless the index or this run already has it. Returns its id.
+    fn save(&self, tx: &Sender<NewBlob>, blob_type: BlobType, raw: Vec<u8>) -> BlobId {
+        let id = self.repo.master_key().blob_id(&raw);
+        self.save_with_id(tx, blob_type, id, || raw);
+        id
+    }
+
+    fn save_with_id(
+        &self,
+        tx: &Sender<NewBlob>,
+        blob_type: BlobType,
+        id: BlobId,
+        raw: impl FnOnce() -> Vec<u8>,
+    ) {
+        if self.repo.index().contains(blob_type, &id) {
+            return;
+        }
+        let fresh = self
+            .session
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id);
+        if fresh
+            && tx
+                .send(NewBlob {
+                    blob_type,
+                    id,
+                    raw: raw(),
+                })
+                .is_err()
+        {
+            self.fail(Error::internal("blob pipeline closed early"));
+        }
+    }
+}
+
+/// Compiled exclusion rules.
+struct Excluder {
+    set: GlobSet,
+    iset: GlobSet,
+    if_present: Vec<PathBuf>,
+    caches: bool,
+}
+
+const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
+impl Excluder {
+    fn new(opts: &BackupOptions) -> Result<Self> {
+        let build = |patterns: &[String], case_insensitive: bool| -> Result<GlobSet> {
+            let mut b = GlobSetBuilder::new();
+            for p in patterns {
+                let trimmed = p.trim_end_matches('/');
+                if trimmed.is_empty() {
+                    continue;
+                }
+                let pat = if trimmed.starts_with('/') {
+                    trimmed.to_string()
+                } else {
+                    format!("**/{trimmed}")
+                };
+                let glob = GlobBuilder::new(&pat)
+                    .literal_separator(true)
+                    .case_insensitive(case_insensitive)
+                    .backslash_escape(true)
+                    .build()
+                    .map_err(|e| Error::invalid(format!("invalid exclude pattern {p:?}: {e}")))?;
+                let _ = b.add(glob);
+            }
+            b.build()
+                .map_err(|e| Error::invalid(format!("invalid exclude patterns: {e}")))
+        };
+        Ok(Self {
+            set: build(&opts.excludes, false)?,
+            iset: build(&opts.iexcludes, true)?,
+            if_present: opts.exclude_if_present.iter().map(PathBuf::from).collect(),
+            caches: opts.exclude_caches,
+        })
+    }
+
+    fn excluded_path(&self, path: &Path) -> bool {
+        self.set.is_match(path) || self.iset.is_match(path)
+    }
+
+    fn excluded_dir(&self, path: &Path) -> bool {
+        if self
+            .if_present
+            .iter()
+            .any(|m| path.join(m).symlink_metadata().is_ok())
+        {
+            return true;
+        }
+        if self.caches {
+            if let Ok(mut f) = File::open(path.join("CACHEDIR.TAG")) {
+                let mut head = [0u8; 43];
+                if f.read_exact(&mut head).is_ok() && head == CACHEDIR_SIGNATURE {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+fn ns(secs: i64, nsec: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
+/// Caches uid → user name and gid → group name lookups.
+#[derive(Default)]
+pub(crate) struct Owners {
+    users: HashMap<u32, String>,
+    groups: HashMap<u32, String>,
+}
+
+impl Owners {
+    fn user(&mut self, uid: u32) -> String {
+        self.users
+            .entry(uid)
+            .or_insert_with(|| {
+                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                    .ok()
+                    .flatten()
+                    .map(|u| u.name)
+                    .unwrap_or_default()
+            })
+            .clone()
+    }
+
+    fn group(&mut self, gid: u32) -> String {
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| {
+                nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+                    .ok()
+                    .flatten()
+                    .map(|g| g.name)
+                    .unwrap_or_default()
+            })
+            .clone()
+    }
+}
+
+fn read_xattrs(path: &Path) -> Vec<Xattr> {
+    let Ok(names) = xattr::list(path) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Xattr> = names
+        .filter_map(|name| {
+            let value = xattr::get(path, &name).ok().flatten()?;
+            Some(Xattr {
+                name: name.as_bytes().to_vec(),
+                value,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Builds a node from `lstat` metadata.
+fn node_from_meta(name: Vec<u8>, meta: &Metadata, owners: &mut Owners) -> Node {
+    let ft = meta.file_type();
+    let kind = if ft.is_file() {
+        NodeKind::File
+    } else if ft.is_dir() {
+        NodeKind::Dir
+    } else if ft.is_symlink() {
+        NodeKind::Symlink
+    } else if ft.is_fifo() {
+        NodeKind::Fifo
+    } else if ft.is_char_device() {
+        NodeKind::CharDevice
+    } else if ft.is_block_device() {
+        NodeKind::BlockDevice
+    } else {
+        NodeKind::Socket
+    };
+    let mut node = Node::new(name, kind);
+    node.mode = meta.mode() & 0o7777;
+    node.uid = meta.uid();
+    node.gid = meta.gid();
+    node.user = owners.user(node.uid);
+    node.group = owners.group(node.gid);
+    node.mtime_ns = ns(meta.mtime(), meta.mtime_nsec());
+    node.ctime_ns = ns(meta.ctime(), meta.ctime_nsec());
+    node.atime_ns = ns(meta.atime(), meta.atime_nsec());
+    node.device = meta.dev();
+    node.inode = meta.ino();
+    node.links = meta.nlink();
+    if kind == NodeKind::File {
+        node.size = meta.size();
+    }
+    if matches!(kind, NodeKind::CharDevice | NodeKind::BlockDevice) {
+        node.rdev = meta.rdev();
+    }
+    node
+}
+
+/// Backup sources arranged as a tree of path components.
+#[derive(Debug)]
+enum Source {
+    Target(PathBuf),
+    Dir(PathBuf, BTreeMap<Vec<u8>, Source>),
+}
+
+/// Lexically absolute and clean (no `.` or `..`), without resolving symlinks in the last component.
+fn clean_absolute(p: &Path) -> Result<PathBuf> {
+    let abs =
+        std::path::absolute(p).map_err(|e| Error::io(format!("resolve {}", p.display()), e))?;
+    let mut out = PathBuf::from("/");
+    for c in abs.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                let _ = out.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn arrange_sources(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, BTreeMap<Vec<u8>, Source>)> {
+    let mut abs = Vec::new();
+    for p in paths {
+        let a = clean_absolute(p)?;
+        if let Err(e) = a.symlink_metadata() {
+            return Err(Error::new(
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    ErrorKind::NotFound
+                } else {
+                    ErrorKind::Io
+                },
+                format!("source path {}: {e}", p.display()),
+            ));
+        }
+        abs.push(a);
+    }
+    abs.sort();
+    abs.dedup();
+    // Drop paths inside another backup path.
+    let mut kept: Vec<PathBuf> = Vec::new();
+    for a in abs {
+        if !kept.iter().any(|k| a.starts_with(k)) {
+            kept.push(a);
+        }
+    }
+    let mut root = BTreeMap::new();
+    for path in &kept {
+        let comps: Vec<&OsStr> = path
+            .components()
+            .filter_map(|c| {
+                if let Component::Normal(n) = c {
+                    Some(n)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let mut level = &mut root;
+        let mut cur = PathBuf::from("/");
+        for (i, comp) in comps.iter().enumerate() {
+            cur.push(comp);
+            let key = comp.as_bytes().to_vec();
+            if i + 1 == comps.len() {
+                let _ = level.insert(key, Source::Target(cur.clone()));
+                break;
+            }
+            let entry = level
+                .entry(key)
+                .or_insert_with(|| Source::Dir(cur.clone(), BTreeMap::new()));
+            level = match entry {
+                Source::Dir(_, children) => children,
+                Source::Target(_) => break,
+            };
+        }
+    }
+    Ok((kept, root))
+}
+
+struct Walker<'s, 'r> {
+    shared: &'s Shared<'r>,
+    opts: &'s BackupOptions,
+    excluder: &'s Excluder,
+    job_tx: Sender<FileJob>,
+    ev_tx: Sender<Event>,
+    next_ticket: u64,
+    owners: Owners,
+    skipped: Vec<(PathBuf, String)>,
+}
+
+impl Walker<'_, '_> {
+    fn emit(&self, ev: Event) -> bool {
+        self.ev_tx.send(ev).is_ok()
+    }
+
+    fn skip(&mut self, path: &Path, e: &Error) {
+        self.shared
+            .ctx
+            .progress
+            .event(&ProgressEvent::Skipped { path, error: e });
+        self.skipped.push((path.to_path_buf(), e.to_string()));
+    }
+
+    fn parent_subtree(&self, parent: Option<&Tree>, name: &[u8]) -> Option<Arc<Tree>> {
+        let node = parent?.find(name)?;
+        if node.kind != NodeKind::Dir {
+            return None;
+        }
+        self.shared.repo.read_tree(node.subtree.as_ref()?).ok()
+    }
+
+    fn walk_sources(&mut self, level: &BTreeMap<Vec<u8>, Source>, parent: Option<&Tree>) -> bool {
+        for (name, source) in level {
+            if self.shared.failed() {
+                return false;
+            }
+            match source {
+                Source::Target(path) => {
+                    if !self.entry(path, name.clone(), parent, None) {
+                        return false;
+                    }
+                }
+                Source::Dir(path, children) => {
+                    let meta = match path.symlink_metadata() {
+                        Ok(m) => m,
+                        Err(e) => {
+                            self.skip(path, &Error::io(format!("stat {}", path.display()), e));
+                            continue;
+                        }
+                    };
+                    let mut node = node_from_meta(name.clone(), &meta, &mut self.owners);
+                    node.xattrs = read_xattrs(path);
+                    let sub = self.parent_subtree(parent, name);
+                    if !self.emit(Event::Enter(node))
+                        || !self.walk_sources(children, sub.as_deref())
+                        || !self.emit(Event::Leave)
+                    {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn list_dir(path: &Path) -> Result<Vec<Vec<u8>>> {
+        let rd = fs::read_dir(path)
+            .map_err(|e| Error::io(format!("read directory {}", path.display()), e))?;
+        let mut names = Vec::new();
+        for entry in rd {
+            let entry =
+                entry.map_err(|e| Error::io(format!("read directory {}", path.display()), e))?;
+            names.push(entry.file_name().as_bytes().to_vec());
+        }
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    /// Handles one entry; `root_dev` is the device of the backup path it lies under.
+    fn entry(
+        &mut self,
+        path: &Path,
+        name: Vec<u8>,
+        parent: Option<&Tree>,
+        root_dev: Option<u64>,
+    ) -> bool {
+        if self.excluder.excluded_path(path) {
+            return true;
+        }
+        let meta = match path.symlink_metadata() {
+            Ok(m) => m,
+            Err(e) => {
+                self.skip(path, &Error::io(format!("stat {}", path.display()), e));
+                return true;
+            }
+        };
+        let mut node = node_from_meta(name, &meta, &mut self.owners);
+        let old = parent.and_then(|t| t.find(&node.name));
+        let unchanged_meta = old.is_some_and(|o| {
+            o.kind == node.kind && o.ctime_ns == node.ctime_ns && o.inode == node.inode
+        });
+        node.xattrs = match old {
+            Some(o) if unchanged_meta => o.xattrs.clone(),
+            _ => read_xattrs(path),
+        };
+        match node.kind {
+            NodeKind::Dir => {
+                let root_dev = root_dev.unwrap_or(node.device);
+                if self.opts.one_file_system && node.device != root_dev {
+                    return true;
+                }
+                if self.excluder.excluded_dir(path) {
+                    return true;
+                }
+                let names = match Self::list_dir(path) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.skip(path, &e);
+                        return true;
+                    }
+                };
+                let sub = self.parent_subtree(parent, &node.name);
+                if !self.emit(Event::Enter(node)) {
+                    return false;
+                }
+                for child in names {
+                    if self.shared.failed() {
+                        return false;
+                    }
+                    let child_path = path.join(OsStr::from_bytes(&child));
+                    if !self.entry(&child_path, child, sub.as_deref(), Some(root_dev)) {
+                        return false;
+                    }
+                }
+                self.emit(Event::Leave)
+            }
+            NodeKind::File => {
+                let status = match old {
+                    Some(o)
+                        if !self.opts.force
+                            && o.kind == NodeKind::File
+                            && o.size == node.size
+                            && o.mtime_ns == node.mtime_ns
+                            && o.ctime_ns == node.ctime_ns
+                            && o.inode == node.inode
+                            && o.content.iter().all(|id| {
+                                self.shared.repo.index().contains(BlobType::Data, id)
+                            }) =>
+                    {
+                        node.content = o.content.clone();
+                        self.shared.ctx.progress.event(&ProgressEvent::Advanced {
+                            phase: Phase::Backup,
+                            items: 1,
+                            bytes: node.size,
+                        });
+                        return self.emit(Event::Entry(node, Some(FileStatus::Unmodified)));
+                    }
+                    Some(o) if o.kind == NodeKind::File => FileStatus::Changed,
+                    _ => FileStatus::New,
+                };
+                let ticket = self.next_ticket;
+                self.next_ticket += 1;
+                if self
+                    .job_tx
+                    .send(FileJob {
+                        ticket,
+                        path: path.to_path_buf(),
+                    })
+                    .is_err()
+                {
+                    return false;
+                }
+                self.emit(Event::File(node, status, ticket))
+            }
+            NodeKind::Symlink => {
+                match fs::read_link(path) {
+                    Ok(target) => node.symlink_target = target.as_os_str().as_bytes().to_vec(),
+                    Err(e) => {
+                        self.skip(path, &Error::io(format!("read link {}", path.display()), e));
+                        return true;
+                    }
+                }
+                self.emit(Event::Entry(node, None))
+            }
+            NodeKind::Socket => {
+                self.shared.ctx.progress.event(&ProgressEvent::Warning {
+                    path,
+                    message: "socket not backed up",
+                });
+                true
+            }
+            NodeKind::Fifo | NodeKind::CharDevice | NodeKind::BlockDevice => {
+                self.emit(Event::Entry(node, None))
+            }
+        }
+    }
+}
+
+/// Reads one file: chunks, hashes, dedups and queues new chunks.
+fn read_file(
+    shared: &Shared<'_>,
+    chunker: &mut Chunker,
+    path: &Path,
+    blob_tx: &Sender<NewBlob>,
+) -> Result<FileDone> {
+    let mut file =
+        File::open(path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    let before = file
+        .metadata()
+        .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+    let key = shared.repo.master_key();
+    chunker.reset();
+    let mut content = Vec::new();
+    let mut bytes = 0u64;
+    loop {
+        shared.ctx.cancel.check()?;
+        if shared.failed() {
+            return Err(Error::cancelled());
+        }
+        let chunk = match chunker.next_chunk(&mut file) {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
+        };
+        let id = key.blob_id(chunk);
+        let len = chunk.len() as u64;
+        shared.save_with_id(blob_tx, BlobType::Data, id, || chunk.to_vec());
+        content.push(id);
+        bytes += len;
+        let _ = shared.bytes_read.fetch_add(len, Ordering::Relaxed);
+        shared.ctx.progress.event(&ProgressEvent::Advanced {
+            phase: Phase::Backup,
+            items: 0,
+            bytes: len,
+        });
+    }
+    if let Ok(after) = file.metadata() {
+        if after.mtime() != before.mtime()
+            || after.mtime_nsec() != before.mtime_nsec()
+            || after.size() != bytes
+        {
+            let message = "file changed while it was read; the snapshot holds the bytes read";
+            shared
+                .ctx
+                .progress
+                .event(&ProgressEvent::Warning { path, message });
+        }
+    }
+    shared.ctx.progress.event(&ProgressEvent::Advanced {
+        phase: Phase::Backup,
+        items: 1,
+        bytes: 0,
+    });
+    Ok(FileDone { content, bytes })
+}
+
+/// Appends sealed blobs to one pack of one blob type.
+struct PackBuilder {
+    blob_type: BlobType,
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl PackBuilder {
+    fn new(blob_type: BlobType) -> Self {
+        Self {
+            blob_type,
+            buf: Vec::new(),
+            entries: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, blob: SealedBlob) -> Result<()> {
+        let stored_len = u32::try_from(blob.stored.len())
+            .map_err(|_| Error::internal("blob larger than 4 GiB"))?;
+        self.buf.extend_from_slice(&blob.stored);
+        self.entries.push(PackEntry {
+            blob_type: blob.blob_type,
+            id: blob.id,
+            stored_len,
+            raw_len: blob.raw_len,
+        });
+        Ok(())
+    }
+
+    fn full(&self, target: usize) -> bool {
+        self.buf.len() >= target || self.entries.len() >= MAX_PACK_BLOBS
+    }
+
+    /// Seals the pack: header, trailer, id. Verifies the header decodes before it leaves.
+    fn seal(&mut self, shared: &Shared<'_>) -> Result<Option<SealedPack>> {
+        if self.entries.is_empty() {
+            return Ok(None);
+        }
+        let key = shared.repo.master_key();
+        let header = pack::encode_header(key, &self.entries)?;
+        let mut bytes = std::mem::take(&mut self.buf);
+        bytes.extend_from_slice(&header);
+        let entries = std::mem::take(&mut self.entries);
+        let id = PackId(Id::hash(&bytes));
+        let decoded = pack::decode_pack(key, &bytes, &format_args!("new pack {id}"))?;
+        if decoded.len() != entries.len()
+            || decoded.iter().zip(&entries).any(|(d, e)| d.entry != *e)
+        {
+            return Err(Error::internal(format!(
+                "new pack {id} failed verification before upload"
+            )));
+        }
+        let blobs = decoded
+            .iter()
+            .map(|d| IndexBlob {
+                blob_type: self.blob_type,
+                id: d.entry.id,
+                offset: d.offset,
+                stored_len: d.entry.stored_len,
+                raw_len: d.entry.raw_len,
+            })
+            .collect();
+        Ok(Some(SealedPack {
+            id,
+            index: IndexPack {
+                id,
+                size: bytes.len() as u64,
+                blobs,
+            },
+            bytes,
+        }))
+    }
+}
+
+fn packer(shared: &Shared<'_>, rx: Receiver<SealedBlob>, tx: Sender<SealedPack>, target: usize) {
+    let mut data = PackBuilder::new(BlobType::Data);
+    let mut trees = PackBuilder::new(BlobType::Tree);
+    let step = |b: &mut PackBuilder, force: bool| -> Result<()> {
+        if force || b.full(target) {
+            if let Some(p) = b.seal(shared)? {
+                tx.send(p)
+                    .map_err(|_| Error::internal("upload pipeline closed early"))?;
+            }
+        }
+        Ok(())
+    };
+    for blob in rx {
+        if shared.failed() {
+            continue;
+        }
+        let b = if blob.blob_type == BlobType::Data {
+            &mut data
+        } else {
+            &mut trees
+        };
+        if let Err(e) = b.add(blob).and_then(|()| step(b, false)) {
+            shared.fail(e);
+        }
+    }
+    if !shared.failed() {
+        if let Err(e) = step(&mut data, true).and_then(|()| step(&mut trees, true)) {
+            shared.fail(e);
+        }
+    }
+}
+
+fn uploader(shared: &Shared<'_>, rx: &Receiver<SealedPack>) {
+    for pack in rx {
+        if shared.failed() {
+            continue;
+        }
+        let result = if shared.dry_run {
+            Ok(())
+        } else {
+            write_with_retry(shared, FileType::Pack, &pack.id.to_hex(), &pack.bytes)
+        };
+        match result {
+            Ok(()) => {
+                let stored: u64 = pack
+                    .index
+                    .blobs
+                    .iter()
+                    .map(|b| u64::from(b.stored_len))
+                    .sum();
+                let _ = shared.bytes_added.fetch_add(stored, Ordering::Relaxed);
+                let _ = shared
+                    .blobs_added
+                    .fetch_add(pack.index.blobs.len() as u64, Ordering::Relaxed);
+                shared
+                    .new_packs
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(pack.index);
+            }
+            Err(e) => shared.fail(e.context(format_args!("upload pack {}", pack.id))),
+        }
+    }
+}
+
+/// Writes with a few retries on transient errors.
+fn write_with_retry(shared: &Shared<'_>, ft: FileType, name: &str, bytes: &[u8]) -> Result<()> {
+    let mut delay = std::time::Duration::from_millis(200);
+    for attempt in 0.. {
+        match shared.repo.backend().write(ft, name, bytes) {
+            Err(e) if e.is_transient() && attempt < 4 && !shared.ctx.cancel.is_cancelled() => {
+                std::thread::sleep(delay);
+                delay *= 3;
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the retry loop returns")
+}
+
+/// Counts files and bytes under the sources for the progress ETA.
+fn scan(shared: &Shared<'_>, excluder: &Excluder, roots: &[PathBuf]) {
+    let mut stack: Vec<PathBuf> = roots.to_vec();
+    let (mut items, mut bytes) = (0u64, 0u64);
+    let mut last = std::time::Instant::now();
+    while let Some(path) = stack.pop() {
+        if shared.failed() {
+            return;
+        }
+        if excluder.excluded_path(&path) {
+            continue;
+        }
+        let Ok(meta) = path.symlink_metadata() else {
+            continue;
+        };
+        if meta.is_dir() {
+            if excluder.excluded_dir(&path) {
+                continue;
+            }
+            if let Ok(rd) = fs::read_dir(&path) {
+                stack.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
+            }
+        } else if meta.is_file() {
+            items += 1;
+            bytes += meta.len();
+        }
+        if last.elapsed().as_millis() > 250 {
+            shared.ctx.progress.event(&ProgressEvent::Totals {
+                phase: Phase::Scan,
+                items,
+                bytes,
+            });
+            last = std::time::Instant::now();
+        }
+    }
+    shared.ctx.progress.event(&ProgressEvent::Totals {
+        phase: Phase::Scan,
+        items,
+        bytes,
+    });
+    shared
+        .ctx
+        .progress
+        .event(&ProgressEvent::PhaseFinished { phase: Phase::Scan });
+}
+
+struct Frame {
+    node: Option<Node>,
+    nodes: Vec<Node>,
+}
+
+struct Collector<'s, 'r> {
+    shared: &'s Shared<'r>,
+    blob_tx: Sender<NewBlob>,
+    results: Receiver<FileResult>,
+    early: HashMap<u64, FileResult>,
+    stats: SnapshotSummary,
+    skipped: Vec<(PathBuf, String)>,
+}
+
+impl Collector<'_, '_> {
+    fn wait_for(&mut self, ticket: u64) -> Result<FileResult> {
+        if let Some(r) = self.early.remove(&ticket) {
+            return Ok(r);
+        }
+        loop {
+            let r = self
+                .results
+                .recv()
+                .map_err(|_| Error::internal("file readers stopped early"))?;
+            if r.ticket == ticket {
+                return Ok(r);
+            }
+            let _ = self.early.insert(r.ticket, r);
+        }
+    }
+
+    fn run(&mut self, events: &Receiver<Event>) -> Result<BlobId> {
+        let mut stack = vec![Frame {
+            node: None,
+            nodes: Vec::new(),
+        }];
+        for ev in events {
+            if self.shared.failed() {
+                break;
+            }
+            match ev {
+                Event::Enter(node) => stack.push(Frame {
+                    node: Some(node),
+                    nodes: Vec::new(),
+                }),
+                Event::Leave => {
+                    let frame = stack
+                        .pop()
+                        .ok_or_else(|| Error::internal("unbalanced walk"))?;
+                    let mut node = frame
+                        .node
+                        .ok_or_else(|| Error::internal("unbalanced walk"))?;
+                    node.subtree = Some(self.save_tree(frame.nodes)?);
+                    self.stats.dirs += 1;
+                    stack
+                        .last_mut()
+                        .ok_or_else(|| Error::internal("unbalanced walk"))?
+                        .nodes
+                        .push(node);
+                }
+                Event::Entry(node, status) => {
+                    match status {
+                        Some(FileStatus::Unmodified) => {
+                            self.stats.files_unmodified += 1;
+                            self.stats.bytes_total += node.size;
+                        }
+                        Some(_) => {}
+                        None => self.stats.others += 1,
+                    }
+                    stack
+                        .last_mut()
+                        .ok_or_else(|| Error::internal("unbalanced walk"))?
+                        .nodes
+                        .push(node);
+                }
+                Event::File(mut node, status, ticket) => {
+                    let r = self.wait_for(ticket)?;
+                    match r.result {
+                        Ok(done) => {
+                            node.content = done.content;
+                            node.size = done.bytes;
+                            self.stats.bytes_total += done.bytes;
+                            match status {
+                                FileStatus::New => self.stats.files_new += 1,
+                                _ => self.stats.files_changed += 1,
+                            }
+                            stack
+                                .last_mut()
+                                .ok_or_else(|| Error::internal("unbalanced walk"))?
+                                .nodes
+                                .push(node);
+                        }
+                        Err(e) if e.kind() == ErrorKind::Cancelled => return Err(e),
+                        Err(e) => {
+                            self.shared.ctx.progress.event(&ProgressEvent::Skipped {
+                                path: &r.path,
+                                error: &e,
+                            });
+                            self.skipped.push((r.path, e.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        if self.shared.failed() {
+            return Err(Error::cancelled());
+        }
+        if stack.len() != 1 {
+            return Err(Error::internal("walk ended inside a directory"));
+        }
+        let root = stack.pop().map(|f| f.nodes).unwrap_or_default();
+        self.save_tree(root)
+    }
+
+    fn save_tree(&mut self, nodes: Vec<Node>) -> Result<BlobId> {
+        let mut tree = Tree { nodes };
+        tree.sort();
+        let raw = tree.to_plaintext()?;
+        Ok(self.shared.save(&self.blob_tx, BlobType::Tree, raw))
+    }
+}
+
+impl Repository<Indexed> {
+    /// Backs up `paths` into a new snapshot. Takes a shared lock for the duration.
+    ///
+    /// Unreadable entries are skipped and reported ([`BackupSummary::skipped`]); anything that
+    /// endangers the snapshot (backend failure, cancellation) aborts it, leaving no snapshot.
+    pub fn backup(
+        &self,
+        ctx: &OpCtx<'_>,
+        paths: &[PathBuf],
+        opts: &BackupOptions,
+    ) -> Result<BackupSummary> {
+        if paths.is_empty() {
+            return Err(Error::invalid("nothing to back up: give at least one path"));
+        }
+        let level = opts
+            .compression_level
+            .unwrap_or(self.config().compression_level);
+        if !(-7..=22).contains(&level) {
+            return Err(Error::invalid(format!(
+                "compression level {level} is outside -7..=22"
+            )));
+        }
+        let excluder = Excluder::new(opts)?;
+        let (roots, sources) = arrange_sources(paths)?;
+        let _lock = if opts.dry_run {
+            None
+        } else {
+            Some(self.lock(LockMode::Shared, "backup", opts.lock_wait)?)
+        };
+        let started_ns = now_ns();
+        let hostname = opts.hostname.clone().unwrap_or_else(crate::lock::hostname);
+        let path_bytes: Vec<Vec<u8>> = roots
+            .iter()
+            .map(|p| p.as_os_str().as_bytes().to_vec())
+            .collect();
+
+        let parent: Option<Snapshot> = match opts.parent {
+            ParentSelection::None => None,
+            ParentSelection::Id(id) => Some(self.load_snapshot(&id)?),
+            ParentSelection::Auto => {
+                let mut want = path_bytes.clone();
+                want.sort();
+                self.snapshots(ctx)?.into_iter().rev().find(|s| {
+                    let mut have = s.meta.paths.clone();
+                    have.sort();
+                    s.meta.hostname == hostname && have == want
+                })
+            }
+        };
+        let parent_root = match &parent {
+            Some(p) => Some(self.read_tree(&p.meta.tree)?),
+            None => None,
+        };
+
+        let shared = Shared {
+            repo: self,
+            ctx: *ctx,
+            session: Mutex::new(HashSet::new()),
+            failed: AtomicBool::new(false),
+            error: Mutex::new(None),
+            bytes_read: AtomicU64::new(0),
+            bytes_added: AtomicU64::new(0),
+            blobs_added: AtomicU64::new(0),
+            level,
+            dry_run: opts.dry_run,
+            new_packs: Mutex::new(Vec::new()),
+        };
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        let chunker_params = ChunkerParams {
+            min: self.config().chunk_min,
+            avg: self.config().chunk_avg,
+            max: self.config().chunk_max,
+        };
+        let seed = self.master_key().chunker_seed();
+        let target = self.config().pack_size as usize;
+
+        ctx.progress.event(&ProgressEvent::PhaseStarted {
+            phase: Phase::Backup,
+            total_items: None,
+            total_bytes: None,
+        });
+        let (job_tx, job_rx) = bounded::<FileJob>(256);
+        let (ev_tx, ev_rx) = bounded::<Event>(4096);
+        let (res_tx, res_rx) = unbounded::<FileResult>();
+        let (blob_tx, blob_rx) = bounded::<NewBlob>(cores * 2);
+        let (sealed_tx, sealed_rx) = bounded::<SealedBlob>(cores * 2);
+        let (pack_tx, pack_rx) = bounded::<SealedPack>(2);
+
+        let mut walker_skipped = Vec::new();
+        let outcome: Result<(BlobId, SnapshotSummary, Vec<(PathBuf, String)>)> =
+            std::thread::scope(|s| {
+                let shared = &shared;
+                if opts.scan {
+                    let excluder = &excluder;
+                    let roots = &roots;
+                    let _ = s.spawn(move || scan(shared, excluder, roots));
+                }
+                // Walker: a large stack, as directory depth drives its recursion.
+                let walker = std::thread::Builder::new()
+                    .name("cairn-walk".into())
+                    .stack_size(256 << 20)
+                    .spawn_scoped(s, {
+                        let blob_guard = ();
+                        let excluder = &excluder;
+                        let sources = &sources;
+                        let parent_root = parent_root.clone();
+                        let walker_skipped = &mut walker_skipped;
+                        move || {
+                            let _ = blob_guard;
+                            let mut w = Walker {
+                                shared,
+                                opts,
+                                excluder,
+                                job_tx,
+                                ev_tx,
+                                next_ticket: 0,
+                                owners: Owners::default(),
+                                skipped: Vec::new(),
+                            };
+                            let _ = w.walk_sources(sources, parent_root.as_deref());
+                            *walker_skipped = w.skipped;
+                        }
+                    });
+                if let Err(e) = walker {
+                    shared.fail(Error::internal(format!("cannot start the walker: {e}")));
+                }
+                let readers = cores.max(2);
+                for _ in 0..readers {
+                    let job_rx = job_rx.clone();
+                    let res_tx = res_tx.clone();
+                    let blob_tx = blob_tx.clone();
+                    let _ = s.spawn(move || {
+                        let mut chunker = Chunker::new(chunker_params, seed);
+                        for job in job_rx {
+                            let result = if shared.failed() {
+                                Err(Error::cancelled())
+                            } else {
+                                read_file(shared, &mut chunker, &job.path, &blob_tx)
+                            };
+                            let _ = res_tx.send(FileResult {
+                                ticket: job.ticket,
+                                path: job.path,
+                                result,
+                            });
+                        }
+                    });
+                }
+                drop((job_rx, res_tx));
+                for _ in 0..cores {
+                    let blob_rx = blob_rx.clone();
+                    let sealed_tx = sealed_tx.clone();
+                    let _ = s.spawn(move || {
+                        let key = shared.repo.master_key();
+                        for b in blob_rx {
+                            if shared.failed() {
+                                continue;
+                            }
+                            let raw_len = b.raw.len() as u32;
+                            match envelope::encode_blob(
+                                key,
+                                b.blob_type,
+                                &b.id,
+                                &b.raw,
+                                shared.level,
+                            ) {
+                                Ok(stored) => {
+                                    if sealed_tx
+                                        .send(SealedBlob {
+                                            blob_type: b.blob_type,
+                                            id: b.id,
+                                            raw_len,
+                                            stored,
+                                        })
+                                        .is_err()
+                                    {
+                                        shared.fail(Error::internal("packer stopped early"));
+                                    }
+                                }
+                                Err(e) => shared.fail(e),
+                            }
+                        }
+                    });
+                }
+                drop((blob_rx, sealed_tx));
+                let _ = s.spawn(move || packer(shared, sealed_rx, pack_tx, target));
+                for _ in 0..2 {
+                    let pack_rx = pack_rx.clone();
+                    let _ = s.spawn(move || uploader(shared, &pack_rx));
+                }
+                drop(pack_rx);
+
+                let mut collector = Collector {
+                    shared,
+                    blob_tx,
+                    results: res_rx,
+                    early: HashMap::new(),
+                    stats: SnapshotSummary::default(),
+                    skipped: Vec::new(),
+                };
+                let root = collector.run(&ev_rx);
+                if let Err(e) = &root {
+                    if e.kind() != ErrorKind::Cancelled || ctx.cancel.is_cancelled() {
+                        shared.fail(e.clone_shallow());
+                    }
+                }
+                drop(ev_rx);
+                let Collector { stats, skipped, .. } = collector;
+                root.map(|r| (r, stats, skipped))
+            });
+        ctx.progress.event(&ProgressEvent::PhaseFinished {
+            phase: Phase::Backup,
+        });
+
+        if let Some(e) = shared
+            .error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            return Err(e);
+        }
+        ctx.cancel.check()?;
+        let (root, mut stats, mut skipped) = outcome?;
+        skipped.extend(walker_skipped);
+        skipped.sort();
+        stats.bytes_read = shared.bytes_read.load(Ordering::Relaxed);
+        stats.bytes_added = shared.bytes_added.load(Ordering::Relaxed);
+        stats.blobs_added = shared.blobs_added.load(Ordering::Relaxed);
+        stats.errors_skipped = skipped.len() as u64;
+        stats.started_ns = started_ns;
+        stats.finished_ns = now_ns();
+
+        if opts.dry_run {
+            return Ok(BackupSummary {
+                snapshot: None,
+                parent: parent.map(|p| p.id),
+                stats,
+                skipped,
+            });
+        }
+        // Index, then snapshot: the snapshot only ever references indexed, stored blobs.
+        let packs = std::mem::take(
+            &mut *shared
+                .new_packs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        self.write_index_files(packs)?;
+        let snapshot = SnapshotFile {
+            time_ns: opts.time_ns.unwrap_or(started_ns),
+            hostname,
+            username: crate::lock::username(),
+            paths: path_bytes,
+            tags: opts.tags.clone(),
+            description: opts.description.clone(),
+            parent: parent.as_ref().map(|p| p.id),
+            tree: root,
+            program_version: format!("cairn {}", env!("CARGO_PKG_VERSION")),
+            summary: stats.clone(),
+        };
+        let id = self.save_snapshot(&snapshot)?;
+        Ok(BackupSummary {
+            snapshot: Some(id),
+            parent: parent.map(|p| p.id),
+            stats,
+            skipped,
+        })
+    }
+
+    /// Writes index files for new packs, at most 200,000 blobs per file.
+    pub(crate) fn write_index_files(&self, packs: Vec<IndexPack>) -> Result<()> {
+        let mut file = IndexFile::default();
+        let mut n = 0;
+        for p in packs {
+            n += p.blobs.len();
+            file.packs.push(p);
+            if n >= 200_000 {
+                let _ = self.save_index(&std::mem::take(&mut file))?;
+                n = 0;
+            }
+        }
+        if !file.packs.is_empty() {
+            let _ = self.save_index(&file)?;
+        }
+        Ok(())
+    }
+}

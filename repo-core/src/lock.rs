@@ -1,0 +1,384 @@
+//! Repository locks: shared for backup, restore and reads, exclusive for anything that deletes.
+//!
+//! Implements the semantics of spec/08-locks.md. A lock is a file in `locks/`, refreshed every
+//! five minutes by writing a new lock file and deleting the old one (no rename needed). A lock
+//! is stale when its holder's process is gone on the same host, or when it was not refreshed
+//! for 30 minutes; stale locks are ignored, and stale locks of this host are removed.
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::backend::{Backend, FileType};
+use crate::crypto::MasterKey;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::envelope::{self, ObjectType};
+use crate::format::lock::LockFile;
+use crate::format::MAX_SMALL_FILE_LEN;
+use crate::id::Id;
+
+/// Shared or exclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Many shared holders may coexist; excludes exclusive holders.
+    Shared,
+    /// Excludes every other holder.
+    Exclusive,
+}
+
+/// How often a held lock is rewritten.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// Age after which an unrefreshed lock is stale.
+pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+
+/// A held lock; released on drop.
+pub struct LockGuard {
+    backend: Arc<dyn Backend>,
+    current: Arc<Mutex<String>>,
+    stop: Option<mpsc::Sender<()>>,
+    refresher: Option<JoinHandle<()>>,
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The current user's name.
+pub fn username() -> String {
+    nix::unistd::User::from_uid(nix::unistd::getuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_default()
+}
+
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(nix::errno::Errno::ESRCH) => false,
+        Err(_) => true,
+    }
+}
+
+/// A lock found in the repository.
+#[derive(Debug, Clone)]
+pub struct FoundLock {
+    /// File name.
+    pub name: String,
+    /// Content, when it could be read.
+    pub lock: Option<LockFile>,
+}
+
+impl FoundLock {
+    /// Whether the lock no longer protects anything.
+    pub fn is_stale(&self, now_ns: i64, host: &str) -> bool {
+        match &self.lock {
+            None => false,
+            Some(l) => {
+                let age = now_ns.saturating_sub(l.time_ns);
+                age > STALE_AFTER.as_nanos() as i64 || (l.hostname == host && !process_alive(l.pid))
+            }
+        }
+    }
+
+    /// "exclusive lock by alice@web1 (pid 123, backup) since ..." for messages.
+    pub fn describe(&self) -> String {
+        match &self.lock {
+            None => format!("lock {} (unreadable)", &self.name[..8.min(self.name.len())]),
+            Some(l) => format!(
+                "{} lock held by {}@{} (pid {}, {}), refreshed {}s ago",
+                if l.exclusive {
+                    "an exclusive"
+                } else {
+                    "a shared"
+                },
+                l.username,
+                l.hostname,
+                l.pid,
+                l.operation,
+                (crate::repository::now_ns().saturating_sub(l.time_ns)) / 1_000_000_000
+            ),
+        }
+    }
+}
+
+/// Reads every lock file.
+pub fn list_locks(backend: &dyn Backend, key: &MasterKey) -> Result<Vec<FoundLock>> {
+    let mut out = Vec::new();
+    for (name, size) in backend.list(FileType::Lock)? {
+        let lock = if size > MAX_SMALL_FILE_LEN {
+            None
+        } else {
+            match backend.read(FileType::Lock, &name) {
+                Ok(bytes) => {
+                    let object = format!("lock {}", &name[..8.min(name.len())]);
+                    envelope::open(key, ObjectType::Lock, b"", &bytes, &object)
+                        .and_then(|p| LockFile::from_plaintext(&p, &object))
+                        .ok()
+                }
+                // Removed meanwhile: its holder released it.
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        out.push(FoundLock { name, lock });
+    }
+    Ok(out)
+}
+
+/// Removes locks: all of them (`all`), or only stale ones. Returns how many were removed.
+pub fn remove_locks(backend: &dyn Backend, key: &MasterKey, all: bool) -> Result<usize> {
+    let now = crate::repository::now_ns();
+    let host = hostname();
+    let mut n = 0;
+    for found in list_locks(backend, key)? {
+        if all || found.is_stale(now, &host) {
+            backend.delete(FileType::Lock, &found.name)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn write_lock(backend: &dyn Backend, key: &MasterKey, lock: &LockFile) -> Result<String> {
+    let sealed = envelope::seal(key, ObjectType::Lock, b"", &lock.to_plaintext()?)?;
+    let name = Id::hash(&sealed).to_hex();
+    backend.write(FileType::Lock, &name, &sealed)?;
+    Ok(name)
+}
+
+impl LockGuard {
+    /// Takes a lock, waiting up to `wait` for conflicting holders to go away.
+    pub fn acquire(
+        backend: Arc<dyn Backend>,
+        key: MasterKey,
+        mode: LockMode,
+        operation: &str,
+        wait: Duration,
+    ) -> Result<Self> {
+        let host = hostname();
+        let exclusive = mode == LockMode::Exclusive;
+        let deadline = Instant::now() + wait;
+        let mut lock = LockFile {
+            exclusive,
+            hostname: host.clone(),
+            username: username(),
+            pid: std::process::id(),
+            time_ns: crate::repository::now_ns(),
+            operation: operation.to_string(),
+        };
+        loop {
+            let conflict = Self::conflict(backend.as_ref(), &key, exclusive, None, &host)?;
+            if conflict.is_none() {
+                lock.time_ns = crate::repository::now_ns();
+                let name = write_lock(backend.as_ref(), &key, &lock)?;
+                // Two processes may have looked at the same moment: check again now that ours
+                // is visible, and back off if someone else's conflicts.
+                match Self::conflict(backend.as_ref(), &key, exclusive, Some(&name), &host)? {
+                    None => return Ok(Self::start(backend, key, lock, name)),
+                    Some(other) => {
+                        backend.delete(FileType::Lock, &name)?;
+                        if Instant::now() >= deadline {
+                            return Err(locked_error(&other));
+                        }
+                    }
+                }
+            } else if Instant::now() >= deadline {
+                return Err(locked_error(&conflict.unwrap_or_else(|| FoundLock {
+                    name: String::new(),
+                    lock: None,
+                })));
+            }
+            std::thread::sleep(
+                Duration::from_millis(200)
+                    .min(deadline.saturating_duration_since(Instant::now()))
+                    .max(Duration::from_millis(10)),
+            );
+        }
+    }
+
+    fn conflict(
+        backend: &dyn Backend,
+        key: &MasterKey,
+        exclusive: bool,
+        own: Option<&str>,
+        host: &str,
+    ) -> Result<Option<FoundLock>> {
+        let now = crate::repository::now_ns();
+        for found in list_locks(backend, key)? {
+            if Some(found.name.as_str()) == own {
+                continue;
+            }
+            if found.is_stale(now, host) {
+                if found.lock.as_ref().is_some_and(|l| l.hostname == host) {
+                    // A lock of a process that died on this host: clear it.
+                    let _ = backend.delete(FileType::Lock, &found.name);
+                }
+                continue;
+            }
+            let other_exclusive = found.lock.as_ref().is_none_or(|l| l.exclusive);
+            if exclusive || other_exclusive {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    fn start(backend: Arc<dyn Backend>, key: MasterKey, lock: LockFile, name: String) -> Self {
+        let current = Arc::new(Mutex::new(name));
+        let (stop, stopped) = mpsc::channel::<()>();
+        let refresher = {
+            let backend = Arc::clone(&backend);
+            let current = Arc::clone(&current);
+            std::thread::Builder::new()
+                .name("cairn-lock-refresh".into())
+                .spawn(move || {
+                    let mut lock = lock;
+                    loop {
+                        match stopped.recv_timeout(REFRESH_INTERVAL) {
+                            Err(RecvTimeoutError::Timeout) => {
+                                lock.time_ns = crate::repository::now_ns();
+                                if let Ok(new_name) = write_lock(backend.as_ref(), &key, &lock) {
+                                    let mut cur = current
+                                        .lock()
+                                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                                    let old = std::mem::replace(&mut *cur, new_name);
+                                    let _ = backend.delete(FileType::Lock, &old);
+                                }
+                            }
+                            _ => return,
+                        }
+                    }
+                })
+                .ok()
+        };
+        Self {
+            backend,
+            current,
+            stop: Some(stop),
+            refresher,
+        }
+    }
+}
+
+fn locked_error(other: &FoundLock) -> Error {
+    let host = hostname();
+    let hint = match &other.lock {
+        Some(l) if l.hostname != host => {
+            "; if that process is gone, run `cairn unlock` (a lock from another host is never cleared automatically)"
+        }
+        _ => "; wait for it to finish, or raise --lock-wait",
+    };
+    Error::new(
+        ErrorKind::Locked,
+        format!("repository is locked: {}{hint}", other.describe()),
+    )
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(h) = self.refresher.take() {
+            let _ = h.join();
+        }
+        let name = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let _ = self.backend.delete(FileType::Lock, &name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::MemoryBackend;
+
+    #[test]
+    fn exclusive_excludes_shared_and_shared_coexist() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let key = MasterKey::generate().unwrap();
+        let a = LockGuard::acquire(
+            Arc::clone(&backend),
+            key.clone(),
+            LockMode::Shared,
+            "backup",
+            Duration::ZERO,
+        )
+        .unwrap();
+        let b = LockGuard::acquire(
+            Arc::clone(&backend),
+            key.clone(),
+            LockMode::Shared,
+            "backup",
+            Duration::ZERO,
+        )
+        .unwrap();
+        let err = LockGuard::acquire(
+            Arc::clone(&backend),
+            key.clone(),
+            LockMode::Exclusive,
+            "prune",
+            Duration::ZERO,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(err.kind(), ErrorKind::Locked);
+        assert!(err.to_string().contains("shared lock held by"), "{err}");
+        drop((a, b));
+        assert!(backend.list(FileType::Lock).unwrap().is_empty());
+        let _x = LockGuard::acquire(
+            Arc::clone(&backend),
+            key.clone(),
+            LockMode::Exclusive,
+            "prune",
+            Duration::ZERO,
+        )
+        .unwrap();
+        assert!(
+            LockGuard::acquire(backend, key, LockMode::Shared, "backup", Duration::ZERO).is_err()
+        );
+    }
+
+    #[test]
+    fn lock_of_dead_process_on_this_host_is_cleared() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let key = MasterKey::generate().unwrap();
+        let dead = LockFile {
+            exclusive: true,
+            hostname: hostname(),
+            username: "x".into(),
+            pid: 0x7fff_fff0,
+            time_ns: crate::repository::now_ns(),
+            operation: "prune".into(),
+        };
+        write_lock(backend.as_ref(), &key, &dead).unwrap();
+        let other_host = LockFile {
+            hostname: "elsewhere.example".into(),
+            ..dead
+        };
+        let _g = LockGuard::acquire(
+            Arc::clone(&backend),
+            key.clone(),
+            LockMode::Shared,
+            "backup",
+            Duration::ZERO,
+        );
+        // The dead local lock is gone; a live-looking lock from another host still blocks.
+        write_lock(backend.as_ref(), &key, &other_host).unwrap();
+        let err = LockGuard::acquire(backend, key, LockMode::Shared, "backup", Duration::ZERO)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("cairn unlock"), "{err}");
+    }
+}

@@ -1,0 +1,574 @@
+//! `Repository`: the one place that combines backend, keys and format.
+//!
+//! Two states: [`Opened`] (key and config loaded) and [`Indexed`] (the master index loaded too).
+//! Command modules (archiver, restorer, checker) receive a `&Repository<Indexed>`, never a raw
+//! backend. Reads verify everything: file names against the hash of their bytes, envelopes
+//! against their MAC, blobs against their keyed id.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rayon::prelude::*;
+
+use crate::backend::{Backend, FileType};
+use crate::chunker::ChunkerParams;
+use crate::crypto::{KdfParams, MasterKey, Secret, MASTER_KEY_LEN};
+use crate::error::{CorruptionKind, Error, ErrorKind, Result};
+use crate::format::config::Config;
+use crate::format::envelope::{self, ObjectType};
+use crate::format::index::IndexFile;
+use crate::format::snapshot::SnapshotFile;
+use crate::format::tree::Tree;
+use crate::format::{
+    keyfile, BlobType, MAX_INDEX_FILE_LEN, MAX_SMALL_FILE_LEN, MAX_SNAPSHOT_FILE_LEN,
+};
+use crate::id::{BlobId, Id, IndexId, SnapshotId};
+use crate::index::MasterIndex;
+use crate::progress::{OpCtx, Phase, ProgressEvent};
+
+/// Parameters fixed when a repository is created.
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Argon2id costs of the first key file.
+    pub kdf: KdfParams,
+    /// Chunk size bounds.
+    pub chunker: ChunkerParams,
+    /// Default zstd level (0 = store uncompressed).
+    pub compression_level: i32,
+    /// Target pack size in bytes (1 MiB..=512 MiB).
+    pub pack_size: u32,
+}
+
+/// Default target pack size: 16 MiB, measured as the knee between object count and the memory
+/// and latency of assembling packs (see benches/RESULTS.md); object stores may prefer more.
+pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        Self {
+            kdf: KdfParams::default(),
+            chunker: ChunkerParams::default(),
+            compression_level: 3,
+            pack_size: DEFAULT_PACK_SIZE,
+        }
+    }
+}
+
+/// How to open a repository.
+#[non_exhaustive]
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// A local directory caching index, snapshot and tree-pack files; `None` disables caching.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// State marker: key and config loaded.
+#[derive(Debug)]
+pub struct Opened;
+
+/// State marker holding the master index.
+pub struct Indexed {
+    index: MasterIndex,
+    index_files: Vec<IndexId>,
+    skipped_index_files: Vec<(String, String)>,
+}
+
+/// A snapshot with its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Id (hash of the stored snapshot file).
+    pub id: SnapshotId,
+    /// Its content.
+    pub meta: SnapshotFile,
+}
+
+impl Snapshot {
+    /// Backed-up paths, lossily as text.
+    pub fn paths_lossy(&self) -> Vec<String> {
+        self.meta
+            .paths
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect()
+    }
+}
+
+/// An open repository.
+pub struct Repository<S = Opened> {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) key: MasterKey,
+    pub(crate) config: Config,
+    pub(crate) cache: Option<crate::cache::Cache>,
+    tree_cache: Mutex<HashMap<BlobId, Arc<Tree>>>,
+    pub(crate) state: S,
+}
+
+const TREE_CACHE_ENTRIES: usize = 4096;
+
+pub(crate) fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Repository<Opened> {
+    /// Creates a new repository in an empty location and returns it opened.
+    pub fn init(backend: Arc<dyn Backend>, secret: &Secret, opts: &InitOptions) -> Result<Self> {
+        let Secret::Password(password) = secret else {
+            return Err(Error::invalid(
+                "a new repository needs a password, not a raw key",
+            ));
+        };
+        let mut repo_id = [0u8; 32];
+        crate::crypto::random_bytes(&mut repo_id)?;
+        let config = Config {
+            repo_id,
+            chunk_min: opts.chunker.min,
+            chunk_avg: opts.chunker.avg,
+            chunk_max: opts.chunker.max,
+            compression_level: opts.compression_level,
+            pack_size: opts.pack_size,
+        };
+        config.validate().map_err(Error::invalid)?;
+        opts.kdf.derive(b"", &[0u8; 16])?;
+        backend.create()?;
+        let key = MasterKey::generate()?;
+        // Key first, config last: a location with a config is a complete repository.
+        let keyfile = keyfile::encode(&key, password, opts.kdf, now_ns() / 1_000_000_000)?;
+        backend.write(FileType::Key, &Id::hash(&keyfile).to_hex(), &keyfile)?;
+        backend.write(FileType::Config, "config", &config.seal(&key)?)?;
+        Ok(Self::assemble(backend, key, config, None))
+    }
+
+    /// Opens an existing repository with a password or raw master key.
+    pub fn open(backend: Arc<dyn Backend>, secret: &Secret, opts: &OpenOptions) -> Result<Self> {
+        let config_bytes = match backend.read(FileType::Config, "config") {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("no repository at {}", backend.location()),
+                ))
+            }
+            Err(e) => return Err(e),
+        };
+        if config_bytes.len() as u64 > MAX_SMALL_FILE_LEN {
+            return Err(Error::corrupt(
+                CorruptionKind::BadEncoding,
+                "config",
+                "larger than any config",
+            ));
+        }
+        let key = match secret {
+            Secret::MasterKey(raw) => {
+                let raw: &[u8; MASTER_KEY_LEN] = raw.as_slice().try_into().map_err(|_| {
+                    Error::invalid(format!("a raw master key is {MASTER_KEY_LEN} bytes"))
+                })?;
+                MasterKey::from_bytes(raw)
+            }
+            Secret::Password(password) => Self::unwrap_key(backend.as_ref(), password)?,
+        };
+        let config =
+            Config::open(&key, &config_bytes).map_err(|e| match (secret, e.corruption()) {
+                (Secret::MasterKey(_), Some(CorruptionKind::MacMismatch)) => Error::new(
+                    ErrorKind::WrongSecret,
+                    "the master key does not open this repository",
+                ),
+                _ => e,
+            })?;
+        let cache = match &opts.cache_dir {
+            Some(dir) => Some(crate::cache::Cache::new(dir, &config.repo_id)?),
+            None => None,
+        };
+        Ok(Self::assemble(backend, key, config, cache))
+    }
+
+    fn unwrap_key(backend: &dyn Backend, password: &[u8]) -> Result<MasterKey> {
+        let mut names = backend.list(FileType::Key)?;
+        names.sort();
+        if names.is_empty() {
+            return Err(Error::corrupt(
+                CorruptionKind::Truncated,
+                "keys/",
+                "the repository has no key files",
+            ));
+        }
+        let mut last_corrupt = None;
+        for (name, size) in names {
+            if size != keyfile::KEYFILE_LEN as u64 {
+                last_corrupt = Some(Error::corrupt(
+                    CorruptionKind::BadEncoding,
+                    format!("key {name}"),
+                    format!("{size} bytes, not a key file"),
+                ));
+                continue;
+            }
+            let bytes = backend.read(FileType::Key, &name)?;
+            match keyfile::decode(&bytes, password, &format_args!("key {name}")) {
+                Ok(key) => return Ok(key),
+                Err(e) if e.kind() == ErrorKind::WrongSecret => {}
+                Err(e) => last_corrupt = Some(e),
+            }
+        }
+        Err(match last_corrupt {
+            Some(e) => Error::new(
+                ErrorKind::WrongSecret,
+                format!("no key file opens with this password ({e})"),
+            ),
+            None => Error::new(
+                ErrorKind::WrongSecret,
+                "wrong password: no key file opens with it",
+            ),
+        })
+    }
+
+    fn assemble(
+        backend: Arc<dyn Backend>,
+        key: MasterKey,
+        config: Config,
+        cache: Option<crate::cache::Cache>,
+    ) -> Self {
+        Self {
+            backend,
+            key,
+            config,
+            cache,
+            tree_cache: Mutex::new(HashMap::new()),
+            state: Opened,
+        }
+    }
+
+    /// Loads every index file into the master index.
+    ///
+    /// An index file that cannot be read or decoded is skipped and reported through
+    /// [`ProgressEvent::Warning`] and [`Repository::skipped_index_files`]; its packs still exist and
+    /// `check` names them as unindexed.
+    pub fn into_indexed(self, ctx: &OpCtx<'_>) -> Result<Repository<Indexed>> {
+        ctx.progress.event(&ProgressEvent::PhaseStarted {
+            phase: Phase::LoadIndex,
+            total_items: None,
+            total_bytes: None,
+        });
+        let listed = self.backend.list(FileType::Index)?;
+        let loaded: Vec<(String, Result<IndexFile>)> = listed
+            .par_iter()
+            .map(|(name, _)| {
+                let r = ctx.cancel.check().and_then(|()| self.read_index_file(name));
+                (name.clone(), r)
+            })
+            .collect();
+        ctx.cancel.check()?;
+        let mut superseded = HashSet::new();
+        for (_, r) in &loaded {
+            if let Ok(f) = r {
+                superseded.extend(f.supersedes.iter().copied());
+            }
+        }
+        let mut builder = MasterIndex::builder();
+        let mut index_files = Vec::new();
+        let mut skipped = Vec::new();
+        for (name, r) in loaded {
+            match r {
+                Ok(file) => {
+                    let id = IndexId::from_hex(&name)?;
+                    if superseded.contains(&id) {
+                        continue;
+                    }
+                    for pack in &file.packs {
+                        builder.add_pack(pack).map_err(|e| {
+                            Error::corrupt(CorruptionKind::BadEncoding, format!("index {id}"), e)
+                        })?;
+                    }
+                    index_files.push(id);
+                }
+                Err(e) => {
+                    let path = std::path::PathBuf::from(format!("index/{name}"));
+                    let message = format!("skipped unreadable index file: {e}");
+                    ctx.progress.event(&ProgressEvent::Warning {
+                        path: &path,
+                        message: &message,
+                    });
+                    skipped.push((name, e.to_string()));
+                }
+            }
+        }
+        ctx.progress.event(&ProgressEvent::PhaseFinished {
+            phase: Phase::LoadIndex,
+        });
+        let Self {
+            backend,
+            key,
+            config,
+            cache,
+            tree_cache,
+            ..
+        } = self;
+        Ok(Repository {
+            backend,
+            key,
+            config,
+            cache,
+            tree_cache,
+            state: Indexed {
+                index: builder.build(),
+                index_files,
+                skipped_index_files: skipped,
+            },
+        })
+    }
+}
+
+impl<S: Send + Sync> Repository<S> {
+    /// The repository parameters.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The storage backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The master key (for `key export` and tools that must decrypt by hand).
+    pub fn master_key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    /// Reads a hash-named file (index, snapshot, key, pack) and checks its name against its hash.
+    pub(crate) fn read_named(
+        &self,
+        file_type: FileType,
+        name: &str,
+        limit: u64,
+    ) -> Result<Vec<u8>> {
+        let object = || format!("{} {}", type_word(file_type), short(name));
+        let expected = Id::from_hex(name).map_err(|_| {
+            Error::corrupt(
+                CorruptionKind::BadEncoding,
+                object(),
+                "name is not a 64-digit hex id",
+            )
+        })?;
+        if let Some(cache) = &self.cache {
+            if let Some(bytes) = cache.get(file_type, name) {
+                if Id::hash(&bytes) == expected {
+                    return Ok(bytes);
+                }
+                cache.remove(file_type, name);
+            }
+        }
+        let bytes = self.backend.read(file_type, name)?;
+        if bytes.len() as u64 > limit {
+            return Err(Error::corrupt(
+                CorruptionKind::BadEncoding,
+                object(),
+                format!("{} bytes is over the limit", bytes.len()),
+            ));
+        }
+        if Id::hash(&bytes) != expected {
+            return Err(Error::corrupt(
+                CorruptionKind::IdMismatch,
+                object(),
+                "content does not match its name",
+            ));
+        }
+        if let Some(cache) = &self.cache {
+            if matches!(file_type, FileType::Index | FileType::Snapshot) {
+                cache.put(file_type, name, &bytes);
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Writes a hash-named file and returns its id.
+    pub(crate) fn write_named(&self, file_type: FileType, bytes: &[u8]) -> Result<Id> {
+        let id = Id::hash(bytes);
+        self.backend.write(file_type, &id.to_hex(), bytes)?;
+        Ok(id)
+    }
+
+    fn read_index_file(&self, name: &str) -> Result<IndexFile> {
+        let object = format!("index {}", short(name));
+        let bytes = self.read_named(FileType::Index, name, MAX_INDEX_FILE_LEN)?;
+        let plain = envelope::open(&self.key, ObjectType::Index, b"", &bytes, &object)?;
+        IndexFile::from_plaintext(&plain, &object)
+    }
+
+    /// Reads and decrypts one snapshot.
+    pub fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
+        let name = id.to_hex();
+        let object = format!("snapshot {id}");
+        let bytes = self.read_named(FileType::Snapshot, &name, MAX_SNAPSHOT_FILE_LEN)?;
+        let plain = envelope::open(&self.key, ObjectType::Snapshot, b"", &bytes, &object)?;
+        Ok(Snapshot {
+            id: *id,
+            meta: SnapshotFile::from_plaintext(&plain, &object)?,
+        })
+    }
+
+    /// Every snapshot, oldest first. Unreadable snapshot files are errors.
+    pub fn snapshots(&self, ctx: &OpCtx<'_>) -> Result<Vec<Snapshot>> {
+        let names = self.backend.list(FileType::Snapshot)?;
+        let mut out = names
+            .par_iter()
+            .map(|(name, _)| {
+                ctx.cancel.check()?;
+                self.load_snapshot(&SnapshotId::from_hex(name).map_err(|_| {
+                    Error::corrupt(
+                        CorruptionKind::BadEncoding,
+                        format!("snapshot {name}"),
+                        "name is not a 64-digit hex id",
+                    )
+                })?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by(|a, b| a.meta.time_ns.cmp(&b.meta.time_ns).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Resolves a snapshot id, unique id prefix, or `latest` among the snapshots `filter` accepts.
+    pub fn find_snapshot(
+        &self,
+        ctx: &OpCtx<'_>,
+        spec: &str,
+        filter: &crate::snapshot::SnapshotFilter,
+    ) -> Result<Snapshot> {
+        let all = self.snapshots(ctx)?;
+        crate::snapshot::select(&all, spec, filter).cloned()
+    }
+
+    /// Saves a snapshot file and returns its id.
+    pub(crate) fn save_snapshot(&self, snap: &SnapshotFile) -> Result<SnapshotId> {
+        let sealed = envelope::seal(&self.key, ObjectType::Snapshot, b"", &snap.to_plaintext()?)?;
+        Ok(SnapshotId(self.write_named(FileType::Snapshot, &sealed)?))
+    }
+
+    /// Saves an index file and returns its id.
+    pub(crate) fn save_index(&self, index: &IndexFile) -> Result<IndexId> {
+        let plain = index.to_plaintext()?;
+        let sealed = envelope::seal(&self.key, ObjectType::Index, b"", &plain)?;
+        // Verify before upload: the stored bytes must decode back to what we meant to write.
+        let back = envelope::open(&self.key, ObjectType::Index, b"", &sealed, &"new index")?;
+        if back != plain {
+            return Err(Error::internal(
+                "index file failed verification before upload",
+            ));
+        }
+        Ok(IndexId(self.write_named(FileType::Index, &sealed)?))
+    }
+
+    /// Takes a lock; see [`crate::lock`].
+    pub fn lock(
+        &self,
+        mode: crate::lock::LockMode,
+        operation: &str,
+        wait: Duration,
+    ) -> Result<crate::lock::LockGuard> {
+        crate::lock::LockGuard::acquire(
+            Arc::clone(&self.backend),
+            self.key.clone(),
+            mode,
+            operation,
+            wait,
+        )
+    }
+}
+
+impl Repository<Indexed> {
+    /// The master index.
+    pub fn index(&self) -> &MasterIndex {
+        &self.state.index
+    }
+
+    /// Index files that were loaded.
+    pub fn index_files(&self) -> &[IndexId] {
+        &self.state.index_files
+    }
+
+    /// Index files skipped at load, with the reason.
+    pub fn skipped_index_files(&self) -> &[(String, String)] {
+        &self.state.skipped_index_files
+    }
+
+    /// Replaces the master index by a fresh load (after a backup added packs).
+    pub fn reload_index(self, ctx: &OpCtx<'_>) -> Result<Self> {
+        let Self {
+            backend,
+            key,
+            config,
+            cache,
+            ..
+        } = self;
+        Repository::<Opened>::assemble(backend, key, config, cache).into_indexed(ctx)
+    }
+
+    /// Reads, decrypts and verifies one blob.
+    pub fn read_blob(&self, blob_type: BlobType, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = self.index().lookup(blob_type, id).ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("{} blob {id} is not in the index", blob_type.as_str()),
+            )
+        })?;
+        let pack_name = loc.pack.to_hex();
+        let bytes = match (&self.cache, blob_type) {
+            (Some(cache), BlobType::Tree) => cache.read_pack_range(
+                self.backend.as_ref(),
+                &pack_name,
+                loc.offset,
+                loc.stored_len,
+            )?,
+            _ => self.backend.read_range(
+                FileType::Pack,
+                &pack_name,
+                u64::from(loc.offset),
+                loc.stored_len,
+            )?,
+        };
+        envelope::decode_blob(&self.key, blob_type, id, &bytes, loc.raw_len)
+            .map_err(|e| e.context(format_args!("pack {}", loc.pack)))
+    }
+
+    /// Reads a tree blob (cached).
+    pub fn read_tree(&self, id: &BlobId) -> Result<Arc<Tree>> {
+        if let Some(t) = self
+            .tree_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+        {
+            return Ok(Arc::clone(t));
+        }
+        let raw = self.read_blob(BlobType::Tree, id)?;
+        let tree = Arc::new(Tree::from_plaintext(&raw, &format_args!("tree {id}"))?);
+        let mut cache = self
+            .tree_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= TREE_CACHE_ENTRIES {
+            cache.clear();
+        }
+        let _ = cache.insert(*id, Arc::clone(&tree));
+        Ok(tree)
+    }
+}
+
+/// First 8 characters of a name, for messages.
+pub(crate) fn short(name: &str) -> &str {
+    name.get(..8).unwrap_or(name)
+}
+
+pub(crate) fn type_word(file_type: FileType) -> &'static str {
+    match file_type {
+        FileType::Config => "config",
+        FileType::Key => "key",
+        FileType::Snapshot => "snapshot",
+        FileType::Index => "index",
+        FileType::Pack => "pack",
+        FileType::Lock => "lock",
+    }
+}

@@ -1,0 +1,59 @@
+//! Choosing snapshots: filters by host, path and tag, `latest`, id prefixes and point-in-time.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::repository::Snapshot;
+
+/// Which snapshots to consider. Empty lists match everything.
+#[non_exhaustive]
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotFilter {
+    /// Any of these hosts.
+    pub hosts: Vec<String>,
+    /// Snapshots whose paths include all of these.
+    pub paths: Vec<Vec<u8>>,
+    /// Snapshots carrying all of these tags.
+    pub tags: Vec<String>,
+    /// Only snapshots at or before this time (ns since the epoch): point-in-time recovery.
+    pub as_of_ns: Option<i64>,
+}
+
+impl SnapshotFilter {
+    /// Whether `snap` passes the filter.
+    pub fn matches(&self, snap: &Snapshot) -> bool {
+        (self.hosts.is_empty() || self.hosts.contains(&snap.meta.hostname))
+            && self.paths.iter().all(|p| snap.meta.paths.contains(p))
+            && self.tags.iter().all(|t| snap.meta.tags.contains(t))
+            && self.as_of_ns.is_none_or(|t| snap.meta.time_ns <= t)
+    }
+}
+
+/// Picks one snapshot from `all` (sorted oldest first): `latest` (the newest passing the
+/// filter), a full id, or a unique id prefix of at least 4 hex digits.
+pub fn select<'a>(
+    all: &'a [Snapshot],
+    spec: &str,
+    filter: &SnapshotFilter,
+) -> Result<&'a Snapshot> {
+    if spec == "latest" {
+        return all.iter().rev().find(|s| filter.matches(s)).ok_or_else(|| {
+            Error::new(ErrorKind::NotFound, "no snapshot matches the given filters")
+        });
+    }
+    if spec.len() < 4 || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::invalid(format!(
+            "{spec:?} is not a snapshot id, id prefix (4+ hex digits) or \"latest\""
+        )));
+    }
+    let spec = spec.to_ascii_lowercase();
+    let mut found = all.iter().filter(|s| s.id.to_hex().starts_with(&spec));
+    match (found.next(), found.next()) {
+        (Some(s), None) => Ok(s),
+        (None, _) => Err(Error::new(
+            ErrorKind::NotFound,
+            format!("no snapshot with id {spec}"),
+        )),
+        (Some(_), Some(_)) => Err(Error::invalid(format!(
+            "snapshot id prefix {spec} is ambiguous; give more digits"
+        ))),
+    }
+}

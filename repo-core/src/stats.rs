@@ -1,0 +1,235 @@
+//! Read-only reports over snapshots: `stats`, `diff` and `find`.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use globset::{GlobBuilder, GlobSetBuilder};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::format::BlobType;
+use crate::id::BlobId;
+use crate::progress::OpCtx;
+use crate::repository::{Indexed, Repository, Snapshot};
+use crate::walk::WalkEntry;
+
+/// Sizes and ratios of a set of snapshots.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RepoStats {
+    /// Snapshots counted.
+    pub snapshots: u64,
+    /// Files, summed over snapshots.
+    pub files: u64,
+    /// Bytes a restore of every counted snapshot would write.
+    pub restore_size: u64,
+    /// Distinct blobs referenced.
+    pub unique_blobs: u64,
+    /// Plaintext bytes of those blobs.
+    pub raw_size: u64,
+    /// Stored bytes of those blobs (compressed and encrypted).
+    pub stored_size: u64,
+    /// Bytes of all packs in the repository.
+    pub repository_size: u64,
+    /// restore_size / raw_size.
+    pub dedup_ratio: f64,
+    /// raw_size / stored_size.
+    pub compression_ratio: f64,
+}
+
+/// How an entry differs between two snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiffKind {
+    /// Only in the second snapshot.
+    Added,
+    /// Only in the first.
+    Removed,
+    /// Content or type changed.
+    Modified,
+    /// Only metadata changed.
+    Metadata,
+}
+
+/// One difference.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffEntry {
+    /// Path inside the snapshots.
+    pub path: String,
+    /// What changed.
+    pub kind: DiffKind,
+}
+
+impl Repository<Indexed> {
+    /// Counts sizes and ratios over `snapshots`.
+    pub fn stats(&self, ctx: &OpCtx<'_>, snapshots: &[Snapshot]) -> Result<RepoStats> {
+        let mut s = RepoStats {
+            snapshots: snapshots.len() as u64,
+            ..RepoStats::default()
+        };
+        let mut blobs: HashSet<(BlobType, BlobId)> = HashSet::new();
+        for snap in snapshots {
+            let _ = blobs.insert((BlobType::Tree, snap.meta.tree));
+            self.walk_tree(&snap.meta.tree, Path::new("/"), &mut |e| {
+                ctx.cancel.check()?;
+                match e.node.kind {
+                    NodeKind::File => {
+                        s.files += 1;
+                        s.restore_size += e.node.size;
+                        for id in &e.node.content {
+                            let _ = blobs.insert((BlobType::Data, *id));
+                        }
+                    }
+                    NodeKind::Dir => {
+                        if let Some(t) = e.node.subtree {
+                            let _ = blobs.insert((BlobType::Tree, t));
+                        }
+                    }
+                    _ => {}
+                }
+                Ok(true)
+            })?;
+        }
+        for (t, id) in &blobs {
+            if let Some(loc) = self.index().lookup(*t, id) {
+                s.unique_blobs += 1;
+                s.raw_size += u64::from(loc.raw_len);
+                s.stored_size += u64::from(loc.stored_len);
+            }
+        }
+        s.repository_size = self.index().packs().iter().map(|p| p.size).sum();
+        s.dedup_ratio = if s.raw_size == 0 {
+            0.0
+        } else {
+            s.restore_size as f64 / s.raw_size as f64
+        };
+        s.compression_ratio = if s.stored_size == 0 {
+            0.0
+        } else {
+            s.raw_size as f64 / s.stored_size as f64
+        };
+        Ok(s)
+    }
+
+    /// Differences from snapshot `a` to snapshot `b`, in path order. Identical subtrees are
+    /// skipped without being read.
+    pub fn diff(&self, ctx: &OpCtx<'_>, a: &Snapshot, b: &Snapshot) -> Result<Vec<DiffEntry>> {
+        let mut out = Vec::new();
+        let mut stack: Vec<(Option<BlobId>, Option<BlobId>, PathBuf)> =
+            vec![(Some(a.meta.tree), Some(b.meta.tree), PathBuf::from("/"))];
+        while let Some((ta, tb, dir)) = stack.pop() {
+            ctx.cancel.check()?;
+            if ta == tb {
+                continue;
+            }
+            let load = |t: Option<BlobId>| -> Result<std::sync::Arc<Tree>> {
+                Ok(match t {
+                    Some(id) => self.read_tree(&id)?,
+                    None => std::sync::Arc::new(Tree::default()),
+                })
+            };
+            let (ta, tb) = (load(ta)?, load(tb)?);
+            let mut names: Vec<&[u8]> = ta
+                .nodes
+                .iter()
+                .chain(tb.nodes.iter())
+                .map(|n| n.name.as_slice())
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            let mut sub = Vec::new();
+            for name in names {
+                let path = dir.join(OsStr::from_bytes(name));
+                let shown = path.to_string_lossy().into_owned();
+                let (na, nb) = (ta.find(name), tb.find(name));
+                let dir_of = |n: Option<&Node>| {
+                    n.filter(|n| n.kind == NodeKind::Dir)
+                        .and_then(|n| n.subtree)
+                };
+                match (na, nb) {
+                    (None, Some(_)) => out.push(DiffEntry {
+                        path: shown,
+                        kind: DiffKind::Added,
+                    }),
+                    (Some(_), None) => out.push(DiffEntry {
+                        path: shown,
+                        kind: DiffKind::Removed,
+                    }),
+                    (Some(x), Some(y)) => {
+                        if x.kind != y.kind
+                            || x.content != y.content
+                            || x.symlink_target != y.symlink_target
+                            || x.size != y.size
+                        {
+                            if !(x.kind == NodeKind::Dir && y.kind == NodeKind::Dir) {
+                                out.push(DiffEntry {
+                                    path: shown,
+                                    kind: DiffKind::Modified,
+                                });
+                            }
+                        } else if x.mode != y.mode
+                            || x.uid != y.uid
+                            || x.gid != y.gid
+                            || x.mtime_ns != y.mtime_ns
+                            || x.xattrs != y.xattrs
+                        {
+                            if x.kind != NodeKind::Dir {
+                                out.push(DiffEntry {
+                                    path: shown,
+                                    kind: DiffKind::Metadata,
+                                });
+                            }
+                        }
+                    }
+                    (None, None) => {}
+                }
+                let (da, db) = (dir_of(na), dir_of(nb));
+                if (da.is_some() || db.is_some()) && da != db {
+                    sub.push((da, db, path));
+                }
+            }
+            // Reverse so the stack pops in path order.
+            stack.extend(sub.into_iter().rev());
+        }
+        Ok(out)
+    }
+
+    /// Entries whose name or path matches one of `patterns`, across `snapshots`.
+    pub fn find(
+        &self,
+        ctx: &OpCtx<'_>,
+        snapshots: &[Snapshot],
+        patterns: &[String],
+    ) -> Result<Vec<(Snapshot, WalkEntry)>> {
+        let mut b = GlobSetBuilder::new();
+        for p in patterns {
+            let pat = if p.starts_with('/') {
+                p.clone()
+            } else {
+                format!("**/{p}")
+            };
+            let _ = b.add(
+                GlobBuilder::new(&pat)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| Error::invalid(format!("invalid pattern {p:?}: {e}")))?,
+            );
+        }
+        let set = b
+            .build()
+            .map_err(|e| Error::invalid(format!("invalid patterns: {e}")))?;
+        let mut out = Vec::new();
+        for snap in snapshots {
+            self.walk_tree(&snap.meta.tree, Path::new("/"), &mut |e| {
+                ctx.cancel.check()?;
+                if set.is_match(&e.path) {
+                    out.push((snap.clone(), e.clone()));
+                }
+                Ok(true)
+            })?;
+        }
+        Ok(out)
+    }
+}

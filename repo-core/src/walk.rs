@@ -1,0 +1,120 @@
+//! Walking snapshot trees: the shared read path of restore, `ls`, `find`, `diff`, `stats`,
+//! check and the FUSE crate.
+//!
+//! Walks are iterative (an explicit stack), so directory depth never grows the call stack.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::tree::{Node, NodeKind, Tree};
+use crate::format::BlobType;
+use crate::id::BlobId;
+use crate::repository::{Indexed, Repository};
+
+/// An entry met during a walk: its path inside the snapshot (absolute, `/`-rooted) and node.
+#[derive(Debug, Clone)]
+pub struct WalkEntry {
+    /// Path inside the snapshot.
+    pub path: PathBuf,
+    /// The node.
+    pub node: Node,
+    /// Depth below the walk's start (children of the start are at 1).
+    pub depth: usize,
+}
+
+impl Repository<Indexed> {
+    /// Finds the node at `path` (absolute inside the snapshot) below the root tree `root`.
+    /// The root itself is returned as a directory node named `/` when `path` is `/` or empty.
+    pub fn node_at(&self, root: &BlobId, path: &Path) -> Result<Node> {
+        let mut node = Node::new(b"/".to_vec(), NodeKind::Dir);
+        node.subtree = Some(*root);
+        for comp in path.components() {
+            let name = match comp {
+                std::path::Component::Normal(n) => n.as_bytes(),
+                std::path::Component::RootDir | std::path::Component::CurDir => continue,
+                std::path::Component::ParentDir | std::path::Component::Prefix(_) => {
+                    return Err(Error::invalid(format!(
+                        "{}: paths inside a snapshot must not contain ..",
+                        path.display()
+                    )))
+                }
+            };
+            let subtree = match (node.kind, node.subtree) {
+                (NodeKind::Dir, Some(s)) => s,
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::NotFound,
+                        format!("{}: not found in the snapshot", path.display()),
+                    ))
+                }
+            };
+            let tree = self.read_tree(&subtree)?;
+            node = tree.find(name).cloned().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("{}: not found in the snapshot", path.display()),
+                )
+            })?;
+        }
+        Ok(node)
+    }
+
+    /// Visits every node below the tree `start` (pre-order, names sorted), with paths under
+    /// `base`. `visit` returns false to skip a directory's children.
+    pub fn walk_tree(
+        &self,
+        start: &BlobId,
+        base: &Path,
+        visit: &mut dyn FnMut(&WalkEntry) -> Result<bool>,
+    ) -> Result<()> {
+        let mut stack: Vec<(Arc<Tree>, usize, PathBuf, usize)> =
+            vec![(self.read_tree(start)?, 0, base.to_path_buf(), 1)];
+        while let Some((tree, i, dir, depth)) = stack.pop() {
+            if i >= tree.nodes.len() {
+                continue;
+            }
+            let node = &tree.nodes[i];
+            let entry = WalkEntry {
+                path: dir.join(std::ffi::OsStr::from_bytes(&node.name)),
+                node: node.clone(),
+                depth,
+            };
+            stack.push((Arc::clone(&tree), i + 1, dir, depth));
+            let descend = visit(&entry)?;
+            if descend && node.kind == NodeKind::Dir {
+                if let Some(sub) = &node.subtree {
+                    stack.push((self.read_tree(sub)?, 0, entry.path, depth + 1));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads up to `len` bytes of a file node's content at `offset` (the FUSE read path).
+    pub fn read_file_at(&self, node: &Node, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(len.min(64 << 20));
+        let mut pos = 0u64;
+        for id in &node.content {
+            if out.len() >= len {
+                break;
+            }
+            let loc = self.index().lookup(BlobType::Data, id).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("data blob {id} is not in the index"),
+                )
+            })?;
+            let blob_len = u64::from(loc.raw_len);
+            if pos + blob_len > offset {
+                let data = self.read_blob(BlobType::Data, id)?;
+                let start = offset.saturating_sub(pos) as usize;
+                let take = (data.len() - start).min(len - out.len());
+                out.extend_from_slice(&data[start..start + take]);
+            }
+            pos += blob_len;
+        }
+        Ok(out)
+    }
+}
