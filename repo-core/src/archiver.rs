@@ -408,7 +408,10 @@ fn clean_absolute(p: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
-fn arrange_sources(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, BTreeMap<Vec<u8>, Source>)> {
+/// The cleaned backup paths, and the same arranged as a tree of components.
+type Sources = (Vec<PathBuf>, BTreeMap<Vec<u8>, Source>);
+
+fn arrange_sources(paths: &[PathBuf]) -> Result<Sources> {
     let mut abs = Vec::new();
     for p in paths {
         let a = clean_absolute(p)?;
@@ -923,6 +926,9 @@ fn scan(shared: &Shared<'_>, excluder: &Excluder, roots: &[PathBuf]) {
         .event(&ProgressEvent::PhaseFinished { phase: Phase::Scan });
 }
 
+/// What the collector hands back: root tree, counters, skipped entries.
+type Collected = (BlobId, SnapshotSummary, Vec<(PathBuf, String)>);
+
 struct Frame {
     node: Option<Node>,
     nodes: Vec<Node>,
@@ -1134,126 +1140,117 @@ impl Repository<Indexed> {
         let (pack_tx, pack_rx) = bounded::<SealedPack>(2);
 
         let mut walker_skipped = Vec::new();
-        let outcome: Result<(BlobId, SnapshotSummary, Vec<(PathBuf, String)>)> =
-            std::thread::scope(|s| {
-                let shared = &shared;
-                if opts.scan {
+        let outcome: Result<Collected> = std::thread::scope(|s| {
+            let shared = &shared;
+            if opts.scan {
+                let excluder = &excluder;
+                let roots = &roots;
+                let _ = s.spawn(move || scan(shared, excluder, roots));
+            }
+            // Walker: a large stack, as directory depth drives its recursion.
+            let walker = std::thread::Builder::new()
+                .name("cairn-walk".into())
+                .stack_size(256 << 20)
+                .spawn_scoped(s, {
                     let excluder = &excluder;
-                    let roots = &roots;
-                    let _ = s.spawn(move || scan(shared, excluder, roots));
-                }
-                // Walker: a large stack, as directory depth drives its recursion.
-                let walker = std::thread::Builder::new()
-                    .name("cairn-walk".into())
-                    .stack_size(256 << 20)
-                    .spawn_scoped(s, {
-                        let blob_guard = ();
-                        let excluder = &excluder;
-                        let sources = &sources;
-                        let parent_root = parent_root.clone();
-                        let walker_skipped = &mut walker_skipped;
-                        move || {
-                            let _ = blob_guard;
-                            let mut w = Walker {
-                                shared,
-                                opts,
-                                excluder,
-                                job_tx,
-                                ev_tx,
-                                next_ticket: 0,
-                                owners: Owners::default(),
-                                skipped: Vec::new(),
-                            };
-                            let _ = w.walk_sources(sources, parent_root.as_deref());
-                            *walker_skipped = w.skipped;
-                        }
-                    });
-                if let Err(e) = walker {
-                    shared.fail(Error::internal(format!("cannot start the walker: {e}")));
-                }
-                let readers = cores.max(2);
-                for _ in 0..readers {
-                    let job_rx = job_rx.clone();
-                    let res_tx = res_tx.clone();
-                    let blob_tx = blob_tx.clone();
-                    let _ = s.spawn(move || {
-                        let mut chunker = Chunker::new(chunker_params, seed);
-                        for job in job_rx {
-                            let result = if shared.failed() {
-                                Err(Error::cancelled())
-                            } else {
-                                read_file(shared, &mut chunker, &job.path, &blob_tx)
-                            };
-                            let _ = res_tx.send(FileResult {
-                                ticket: job.ticket,
-                                path: job.path,
-                                result,
-                            });
-                        }
-                    });
-                }
-                drop((job_rx, res_tx));
-                for _ in 0..cores {
-                    let blob_rx = blob_rx.clone();
-                    let sealed_tx = sealed_tx.clone();
-                    let _ = s.spawn(move || {
-                        let key = shared.repo.master_key();
-                        for b in blob_rx {
-                            if shared.failed() {
-                                continue;
-                            }
-                            let raw_len = b.raw.len() as u32;
-                            match envelope::encode_blob(
-                                key,
-                                b.blob_type,
-                                &b.id,
-                                &b.raw,
-                                shared.level,
-                            ) {
-                                Ok(stored) => {
-                                    if sealed_tx
-                                        .send(SealedBlob {
-                                            blob_type: b.blob_type,
-                                            id: b.id,
-                                            raw_len,
-                                            stored,
-                                        })
-                                        .is_err()
-                                    {
-                                        shared.fail(Error::internal("packer stopped early"));
-                                    }
-                                }
-                                Err(e) => shared.fail(e),
-                            }
-                        }
-                    });
-                }
-                drop((blob_rx, sealed_tx));
-                let _ = s.spawn(move || packer(shared, sealed_rx, pack_tx, target));
-                for _ in 0..2 {
-                    let pack_rx = pack_rx.clone();
-                    let _ = s.spawn(move || uploader(shared, &pack_rx));
-                }
-                drop(pack_rx);
-
-                let mut collector = Collector {
-                    shared,
-                    blob_tx,
-                    results: res_rx,
-                    early: HashMap::new(),
-                    stats: SnapshotSummary::default(),
-                    skipped: Vec::new(),
-                };
-                let root = collector.run(&ev_rx);
-                if let Err(e) = &root {
-                    if e.kind() != ErrorKind::Cancelled || ctx.cancel.is_cancelled() {
-                        shared.fail(e.clone_shallow());
+                    let sources = &sources;
+                    let parent_root = parent_root.clone();
+                    let walker_skipped = &mut walker_skipped;
+                    move || {
+                        let mut w = Walker {
+                            shared,
+                            opts,
+                            excluder,
+                            job_tx,
+                            ev_tx,
+                            next_ticket: 0,
+                            owners: Owners::default(),
+                            skipped: Vec::new(),
+                        };
+                        let _ = w.walk_sources(sources, parent_root.as_deref());
+                        *walker_skipped = w.skipped;
                     }
+                });
+            if let Err(e) = walker {
+                shared.fail(Error::internal(format!("cannot start the walker: {e}")));
+            }
+            let readers = cores.max(2);
+            for _ in 0..readers {
+                let job_rx = job_rx.clone();
+                let res_tx = res_tx.clone();
+                let blob_tx = blob_tx.clone();
+                let _ = s.spawn(move || {
+                    let mut chunker = Chunker::new(chunker_params, seed);
+                    for job in job_rx {
+                        let result = if shared.failed() {
+                            Err(Error::cancelled())
+                        } else {
+                            read_file(shared, &mut chunker, &job.path, &blob_tx)
+                        };
+                        let _ = res_tx.send(FileResult {
+                            ticket: job.ticket,
+                            path: job.path,
+                            result,
+                        });
+                    }
+                });
+            }
+            drop((job_rx, res_tx));
+            for _ in 0..cores {
+                let blob_rx = blob_rx.clone();
+                let sealed_tx = sealed_tx.clone();
+                let _ = s.spawn(move || {
+                    let key = shared.repo.master_key();
+                    for b in blob_rx {
+                        if shared.failed() {
+                            continue;
+                        }
+                        let raw_len = b.raw.len() as u32;
+                        match envelope::encode_blob(key, b.blob_type, &b.id, &b.raw, shared.level) {
+                            Ok(stored) => {
+                                if sealed_tx
+                                    .send(SealedBlob {
+                                        blob_type: b.blob_type,
+                                        id: b.id,
+                                        raw_len,
+                                        stored,
+                                    })
+                                    .is_err()
+                                {
+                                    shared.fail(Error::internal("packer stopped early"));
+                                }
+                            }
+                            Err(e) => shared.fail(e),
+                        }
+                    }
+                });
+            }
+            drop((blob_rx, sealed_tx));
+            let _ = s.spawn(move || packer(shared, sealed_rx, pack_tx, target));
+            for _ in 0..2 {
+                let pack_rx = pack_rx.clone();
+                let _ = s.spawn(move || uploader(shared, &pack_rx));
+            }
+            drop(pack_rx);
+
+            let mut collector = Collector {
+                shared,
+                blob_tx,
+                results: res_rx,
+                early: HashMap::new(),
+                stats: SnapshotSummary::default(),
+                skipped: Vec::new(),
+            };
+            let root = collector.run(&ev_rx);
+            if let Err(e) = &root {
+                if e.kind() != ErrorKind::Cancelled || ctx.cancel.is_cancelled() {
+                    shared.fail(e.clone_shallow());
                 }
-                drop(ev_rx);
-                let Collector { stats, skipped, .. } = collector;
-                root.map(|r| (r, stats, skipped))
-            });
+            }
+            drop(ev_rx);
+            let Collector { stats, skipped, .. } = collector;
+            root.map(|r| (r, stats, skipped))
+        });
         ctx.progress.event(&ProgressEvent::PhaseFinished {
             phase: Phase::Backup,
         });

@@ -132,6 +132,9 @@ impl CheckReport {
     }
 }
 
+/// A blob the index places in a pack: type, id, offset, stored and raw length.
+type ExpectedBlob = (BlobType, BlobId, u32, u32, u32);
+
 impl Repository<Indexed> {
     /// Checks the repository. Returns `Err` only when the check cannot run at all.
     pub fn check(&self, ctx: &OpCtx<'_>, opts: &CheckOptions) -> Result<CheckReport> {
@@ -270,7 +273,7 @@ impl Repository<Indexed> {
         report: &mut CheckReport,
     ) -> Result<()> {
         // Expected contents of each pack, from the index.
-        let mut expected: HashMap<PackId, Vec<(BlobType, BlobId, u32, u32, u32)>> = HashMap::new();
+        let mut expected: HashMap<PackId, Vec<ExpectedBlob>> = HashMap::new();
         for (t, id, loc) in self.index().iter() {
             expected.entry(loc.pack).or_default().push((
                 t,

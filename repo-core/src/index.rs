@@ -133,9 +133,9 @@ impl MasterIndexBuilder {
 
     /// Sorts and compacts. A blob stored in several packs keeps one location.
     pub fn build(mut self) -> MasterIndex {
-        self.data.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.data.sort_unstable_by_key(|a| a.0);
         self.data.dedup_by(|a, b| a.0 == b.0);
-        self.trees.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        self.trees.sort_unstable_by_key(|a| a.id);
         self.trees.dedup_by(|a, b| a.id == b.id);
         let mut buckets = vec![0u32; BUCKETS + 1];
         let mut data = Vec::with_capacity(self.data.len());

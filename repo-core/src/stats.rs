@@ -169,18 +169,17 @@ impl Repository<Indexed> {
                                     kind: DiffKind::Modified,
                                 });
                             }
-                        } else if x.mode != y.mode
-                            || x.uid != y.uid
-                            || x.gid != y.gid
-                            || x.mtime_ns != y.mtime_ns
-                            || x.xattrs != y.xattrs
+                        } else if x.kind != NodeKind::Dir
+                            && (x.mode != y.mode
+                                || x.uid != y.uid
+                                || x.gid != y.gid
+                                || x.mtime_ns != y.mtime_ns
+                                || x.xattrs != y.xattrs)
                         {
-                            if x.kind != NodeKind::Dir {
-                                out.push(DiffEntry {
-                                    path: shown,
-                                    kind: DiffKind::Metadata,
-                                });
-                            }
+                            out.push(DiffEntry {
+                                path: shown,
+                                kind: DiffKind::Metadata,
+                            });
                         }
                     }
                     (None, None) => {}

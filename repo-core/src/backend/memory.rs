@@ -6,10 +6,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::{Backend, FileType};
 use crate::error::{Error, ErrorKind, Result};
 
+type ObjectMap = BTreeMap<(FileType, String), Arc<Vec<u8>>>;
+
 /// Objects held in a map; clones share the same storage.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryBackend {
-    objects: Arc<Mutex<BTreeMap<(FileType, String), Arc<Vec<u8>>>>>,
+    objects: Arc<Mutex<ObjectMap>>,
 }
 
 impl MemoryBackend {
@@ -18,7 +20,7 @@ impl MemoryBackend {
         Self::default()
     }
 
-    fn map(&self) -> MutexGuard<'_, BTreeMap<(FileType, String), Arc<Vec<u8>>>> {
+    fn map(&self) -> MutexGuard<'_, ObjectMap> {
         // A poisoned map still holds consistent objects: every insert is a single operation.
         self.objects
             .lock()
