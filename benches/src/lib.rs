@@ -1,0 +1,1 @@
+//! Benchmarks live in throughput.rs; see benches/README.md.
