@@ -52,8 +52,8 @@ fn text_bytes(len: usize, seed: u64) -> Vec<u8> {
         let r = noise[i % noise.len()] as usize;
         i += 1;
         out.extend_from_slice(WORDS[r % WORDS.len()].as_bytes());
-        out.push(if r % 11 == 0 { b'\n' } else { b' ' });
-        if r % 97 == 0 {
+        out.push(if r.is_multiple_of(11) { b'\n' } else { b' ' });
+        if r.is_multiple_of(97) {
             out.extend_from_slice(
                 format!(
                     "{:08x}",
@@ -232,7 +232,7 @@ fn end_to_end(c: &mut Criterion) {
                 || init(&repo_dir),
                 |repo| {
                     black_box(
-                        repo.backup(&ctx, &[src.clone()], &BackupOptions::default())
+                        repo.backup(&ctx, std::slice::from_ref(&src), &BackupOptions::default())
                             .unwrap(),
                     )
                 },
@@ -241,14 +241,14 @@ fn end_to_end(c: &mut Criterion) {
         });
         let repo = init(&repo_dir);
         let _ = repo
-            .backup(&ctx, &[src.clone()], &BackupOptions::default())
+            .backup(&ctx, std::slice::from_ref(&src), &BackupOptions::default())
             .unwrap();
         let repo = repo.reload_index(&ctx).unwrap();
         g.bench_function("unchanged_rebackup", |b| {
             let mut o = BackupOptions::default();
             o.parent = ParentSelection::Auto;
             o.dry_run = true;
-            b.iter(|| black_box(repo.backup(&ctx, &[src.clone()], &o).unwrap()))
+            b.iter(|| black_box(repo.backup(&ctx, std::slice::from_ref(&src), &o).unwrap()))
         });
         let snap = repo
             .find_snapshot(&ctx, "latest", &SnapshotFilter::default())
