@@ -73,12 +73,26 @@ impl Backend for LocalBackend {
 
     fn create(&self) -> Result<()> {
         match fs::read_dir(&self.root) {
-            Ok(mut entries) => {
-                if entries.next().is_some() {
-                    return Err(Error::invalid(format!(
-                        "{}: directory is not empty; choose an empty or new directory",
-                        self.root.display()
-                    )));
+            Ok(entries) => {
+                for entry in entries {
+                    let entry =
+                        entry.map_err(|e| io_err(format!("list {}", self.root.display()), e))?;
+                    let name = entry.file_name();
+                    // An init that was interrupted leaves the layout without a config; it may be
+                    // completed. Anything else means the directory is in use.
+                    let layout = ["keys", "snapshots", "index", "data", "locks"]
+                        .iter()
+                        .any(|d| name == *d);
+                    if !layout && !name.to_string_lossy().starts_with(TMP_PREFIX) {
+                        return Err(Error::invalid(format!(
+                            "{}: directory is not empty; choose an empty or new directory",
+                            self.root.display()
+                        )));
+                    }
+                }
+                // Key files of an interrupted init wrap a master key that no config uses.
+                for (name, _) in self.list(FileType::Key)? {
+                    self.delete(FileType::Key, &name)?;
                 }
             }
             Err(e) if e.kind() == IoKind::NotFound => {
@@ -87,6 +101,12 @@ impl Backend for LocalBackend {
             }
             Err(e) => return Err(io_err(format!("open {}", self.root.display()), e)),
         }
+        let mkdir = |d: &Path| match fs::create_dir(d) {
+            Err(e) if e.kind() != IoKind::AlreadyExists => {
+                Err(io_err(format!("create {}", d.display()), e))
+            }
+            _ => Ok(()),
+        };
         for t in [
             FileType::Key,
             FileType::Snapshot,
@@ -94,12 +114,10 @@ impl Backend for LocalBackend {
             FileType::Lock,
             FileType::Pack,
         ] {
-            let d = self.root.join(t.dir());
-            fs::create_dir(&d).map_err(|e| io_err(format!("create {}", d.display()), e))?;
+            mkdir(&self.root.join(t.dir()))?;
         }
         for i in 0..=255u8 {
-            let d = self.root.join("data").join(hex::encode([i]));
-            fs::create_dir(&d).map_err(|e| io_err(format!("create {}", d.display()), e))?;
+            mkdir(&self.root.join("data").join(hex::encode([i])))?;
         }
         sync_dir(&self.root).map_err(|e| io_err(format!("sync {}", self.root.display()), e))
     }
@@ -263,9 +281,30 @@ mod tests {
             b.read(FileType::Pack, "abcdef").unwrap_err().kind(),
             crate::ErrorKind::NotFound
         );
+        // A complete repository (with a config) or foreign files make the directory unusable.
+        b.write(FileType::Config, "config", b"x").unwrap();
+        assert!(b.create().is_err(), "create on a repository must fail");
+        let other = LocalBackend::new(dir.path().join("other"));
+        fs::create_dir(other.root()).unwrap();
+        fs::write(other.root().join("notes.txt"), b"mine").unwrap();
         assert!(
-            b.create().is_err(),
+            other.create().is_err(),
             "create on a non-empty directory must fail"
+        );
+        assert!(other.root().join("notes.txt").exists());
+    }
+
+    #[test]
+    fn create_completes_an_interrupted_init() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create().unwrap();
+        b.write(FileType::Key, "0123456789abcdef", b"orphan key")
+            .unwrap();
+        b.create().unwrap();
+        assert!(
+            b.list(FileType::Key).unwrap().is_empty(),
+            "orphaned key files are removed"
         );
     }
 }

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Side-by-side comparison of cairn, restic and borg on one dataset.
+#
+#   benches/compare.sh DATASET [ROUNDS]
+#
+# In every round, and alternating which tool goes first, each tool runs with its defaults:
+# init, first backup, unchanged re-backup, backup after a ~1 % change, restore, check with a
+# full data read. Wall time and peak RSS come from /usr/bin/time, repository size from du.
+# WARM rounds read the dataset once before each step; COLD rounds drop the page cache before
+# each step (needs root and a writable /proc/sys/vm/drop_caches, else they are skipped).
+# The floor `tar -cf - DATASET | zstd -3 -T0 > /dev/null` is timed in the same rounds.
+# Prints a table of medians with ratios cairn/restic and cairn/borg; raw rows go to
+# $OUT/results.csv (OUT defaults to a temporary directory, printed at the end).
+#
+# Notes: restic is initialised with --repository-version 2 (compression on, its default in
+# later releases); borg uses its defaults (repokey encryption, lz4).
+set -euo pipefail
+DATASET=$(realpath "${1:?usage: benches/compare.sh DATASET [ROUNDS]}")
+ROUNDS=${2:-3}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$(mktemp -d /tmp/cairn-compare.XXXXXX)}
+mkdir -p "$OUT"
+
+need=()
+command -v restic >/dev/null || need+=(restic)
+command -v borg >/dev/null || need+=(borgbackup)
+command -v zstd >/dev/null || need+=(zstd)
+[ -x /usr/bin/time ] || need+=(time)
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null && apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+(cd "$ROOT" && cargo build --release -q -p repo-cli)
+CAIRN="$ROOT/target/release/cairn"
+
+export CAIRN_PASSWORD=bench RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench
+export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+export XDG_CACHE_HOME="$OUT/cache" RESTIC_CACHE_DIR="$OUT/cache/restic" BORG_BASE_DIR="$OUT/borgbase"
+
+DATA="$OUT/data"
+echo "copying dataset to $DATA" >&2
+rm -rf "$DATA"; cp -a "$DATASET" "$DATA"
+echo "tool,mode,round,step,seconds,max_rss_kb,repo_bytes" > "$OUT/results.csv"
+
+can_drop=0
+if [ "$(id -u)" = 0 ] && sync && echo 3 2>/dev/null > /proc/sys/vm/drop_caches; then can_drop=1; fi
+
+prepare() { # mode
+  if [ "$1" = warm ]; then tar -cf - "$DATA" 2>/dev/null > /dev/null; else sync; echo 3 > /proc/sys/vm/drop_caches; fi
+}
+
+run() { # tool mode round step repo cmd...
+  local tool=$1 mode=$2 round=$3 step=$4 repo=$5; shift 5
+  prepare "$mode"
+  local tf="$OUT/time.txt"
+  if ! /usr/bin/time -f "%e %M" -o "$tf" "$@" > "$OUT/last.log" 2>&1; then
+    echo "FAILED: $tool $step: $*" >&2; tail -5 "$OUT/last.log" >&2; exit 1
+  fi
+  local size=0
+  [ -n "$repo" ] && [ -e "$repo" ] && size=$(du -sb "$repo" | cut -f1)
+  read -r secs rss < "$tf"
+  echo "$tool,$mode,$round,$step,$secs,$rss,$size" >> "$OUT/results.csv"
+  printf '%-7s %-4s r%d %-16s %8.2fs %8d KiB\n' "$tool" "$mode" "$round" "$step" "$secs" "$rss" >&2
+}
+
+change_one_percent() { # apply (1) or revert (0) a ~1 % change: append to every 100th file
+  local i=0
+  find "$DATA" -type f | sort > "$OUT/files.txt"
+  while read -r f; do
+    i=$((i + 1))
+    if [ $((i % 100)) -eq 0 ]; then
+      if [ "$1" = 1 ]; then cp -p "$f" "$f.orig-cairn-bench"; printf 'changed line %d\n' "$i" >> "$f"
+      else mv "$f.orig-cairn-bench" "$f"; fi
+    fi
+  done < <(if [ "$1" = 1 ]; then cat "$OUT/files.txt"; else grep -v 'orig-cairn-bench$' "$OUT/files.txt"; fi)
+  # One large file gets a small edit in the middle, too.
+  local big; big=$(find "$DATA" -type f -size +64M | sort | head -1)
+  if [ -n "$big" ] && [ "$1" = 1 ]; then cp -p "$big" "$big.orig-cairn-bench"; printf 'EDIT' | dd of="$big" bs=1 seek=$(( $(stat -c %s "$big") / 2 )) conv=notrunc status=none; fi
+  if [ -n "$big" ] && [ "$1" = 0 ] && [ -e "$big.orig-cairn-bench" ]; then mv "$big.orig-cairn-bench" "$big"; fi
+}
+
+tools=(cairn restic borg)
+modes=(warm)
+[ "$can_drop" = 1 ] && modes+=(cold)
+for mode in "${modes[@]}"; do
+  for round in $(seq 1 "$ROUNDS"); do
+    # Rotate the order each round so no tool always runs first.
+    order=("${tools[@]:$(( (round - 1) % 3 ))}" "${tools[@]:0:$(( (round - 1) % 3 ))}")
+    run floor "$mode" "$round" first_backup "" sh -c "tar -cf - '$DATA' 2>/dev/null | zstd -3 -T0 > /dev/null"
+    for tool in "${order[@]}"; do
+      repo="$OUT/repo-$tool"; rm -rf "$repo" "$OUT/restore-$tool"
+      case $tool in
+        cairn)
+          run cairn "$mode" "$round" init "$repo" "$CAIRN" -q -r "$repo" init
+          run cairn "$mode" "$round" first_backup "$repo" "$CAIRN" -q -r "$repo" backup "$DATA"
+          run cairn "$mode" "$round" unchanged_backup "$repo" "$CAIRN" -q -r "$repo" backup "$DATA" ;;
+        restic)
+          run restic "$mode" "$round" init "$repo" restic -q -r "$repo" init --repository-version 2
+          run restic "$mode" "$round" first_backup "$repo" restic -q -r "$repo" backup "$DATA"
+          run restic "$mode" "$round" unchanged_backup "$repo" restic -q -r "$repo" backup "$DATA" ;;
+        borg)
+          run borg "$mode" "$round" init "$repo" borg init -e repokey "$repo"
+          run borg "$mode" "$round" first_backup "$repo" borg create "$repo::s1" "$DATA"
+          run borg "$mode" "$round" unchanged_backup "$repo" borg create "$repo::s2" "$DATA" ;;
+      esac
+    done
+    change_one_percent 1
+    for tool in "${order[@]}"; do
+      repo="$OUT/repo-$tool"; target="$OUT/restore-$tool"
+      case $tool in
+        cairn)
+          run cairn "$mode" "$round" changed_backup "$repo" "$CAIRN" -q -r "$repo" backup "$DATA"
+          run cairn "$mode" "$round" restore "$repo" "$CAIRN" -q -r "$repo" restore "latest:$DATA" --target "$target"
+          run cairn "$mode" "$round" check_read_data "$repo" "$CAIRN" -q -r "$repo" check --read-data ;;
+        restic)
+          run restic "$mode" "$round" changed_backup "$repo" restic -q -r "$repo" backup "$DATA"
+          run restic "$mode" "$round" restore "$repo" restic -q -r "$repo" restore latest --target "$target"
+          run restic "$mode" "$round" check_read_data "$repo" restic -q -r "$repo" check --read-data ;;
+        borg)
+          run borg "$mode" "$round" changed_backup "$repo" borg create "$repo::s3" "$DATA"
+          mkdir -p "$target"
+          run borg "$mode" "$round" restore "$repo" sh -c "cd '$target' && borg extract '$repo::s3'"
+          run borg "$mode" "$round" check_read_data "$repo" borg check --verify-data "$repo" ;;
+      esac
+      rm -rf "$target"
+    done
+    change_one_percent 0
+  done
+done
+
+python3 - "$OUT/results.csv" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+steps = ["init", "first_backup", "unchanged_backup", "changed_backup", "restore", "check_read_data"]
+def med(tool, mode, step, key):
+    v = [float(r[key]) for r in rows if r["tool"] == tool and r["mode"] == mode and r["step"] == step]
+    return statistics.median(v) if v else None
+for mode in sorted({r["mode"] for r in rows}, reverse=True):
+    print(f"\n### {mode} page cache (medians of {len({r['round'] for r in rows if r['mode']==mode})} rounds)\n")
+    print("| step | cairn s | restic s | borg s | cairn/restic | cairn/borg | cairn RSS MiB | restic RSS MiB | borg RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for s in steps:
+        c, r, b = (med(t, mode, s, "seconds") for t in ("cairn", "restic", "borg"))
+        cm, rm, bm = (med(t, mode, s, "max_rss_kb") for t in ("cairn", "restic", "borg"))
+        f = lambda x: "-" if x is None else f"{x:.2f}"
+        ratio = lambda a, b: "-" if not a or not b else f"{a / b:.2f}"
+        mib = lambda x: "-" if x is None else f"{x / 1024:.0f}"
+        print(f"| {s} | {f(c)} | {f(r)} | {f(b)} | {ratio(c, r)} | {ratio(c, b)} | {mib(cm)} | {mib(rm)} | {mib(bm)} |")
+    fl = med("floor", mode, "first_backup", "seconds")
+    c = med("cairn", mode, "first_backup", "seconds")
+    if fl:
+        print(f"\nfloor `tar | zstd -3 -T0`: {fl:.2f} s; cairn first backup / floor = {c / fl:.2f}")
+    sizes = {t: med(t, mode, "check_read_data", "repo_bytes") for t in ("cairn", "restic", "borg")}
+    print("\nrepository size after 3 backups (MiB): " + ", ".join(f"{t} {v / 2**20:.0f}" for t, v in sizes.items() if v))
+PY
+echo "raw results: $OUT/results.csv" >&2
