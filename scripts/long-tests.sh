@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Long test variants, opt-in: crash loops with many iterations (and, as they land, fuzzing and
+# large datasets). Usage: bash scripts/long-tests.sh [ITERATIONS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+CAIRN_CRASH_ITERATIONS=${1:-50} cargo test --release -p repo-cli --test crash -- --nocapture
+cargo test --release --workspace -- --ignored
