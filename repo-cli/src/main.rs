@@ -1,1 +1,317 @@
-fn main() {}
+//! `cairn`: the command-line interface to Cairn backup repositories.
+//!
+//! A thin layer over `repo_core`: it parses flags, maps them onto the library's option structs,
+//! shows progress and prints results as text or JSON (`--json`). Anything it does, the library
+//! can do; this crate holds no repository logic.
+//!
+//! Code map: this file has the top-level clap structs, dispatch and the mapping from errors to
+//! exit codes ([`exit_code`]); `commands/` has one file per command; `password.rs` finds the
+//! password; `progress.rs` turns [`repo_core::ProgressEvent`]s into bars or JSON lines;
+//! `output.rs` and `time.rs` format values for people and scripts.
+//!
+//! # Exit codes
+//!
+//! | code | meaning |
+//! | ---- | ------- |
+//! | 0    | success |
+//! | 1    | fatal error, or `check` found problems, or `restore --verify` found differences |
+//! | 2    | usage error (bad flags or arguments) |
+//! | 3    | `backup` saved a snapshot but skipped unreadable files |
+//! | 10   | no repository at the given path |
+//! | 11   | the repository is locked by another process |
+//! | 12   | wrong password (no key file opens with it) |
+//! | 130  | interrupted (Ctrl-C) |
+//!
+//! # Password sources
+//!
+//! `--password-file FILE` (or `CAIRN_PASSWORD_FILE`; its first line), `--password-command CMD`
+//! (or `CAIRN_PASSWORD_COMMAND`; run with `sh -c`, the first line of its output), the
+//! `CAIRN_PASSWORD` variable, and otherwise a prompt when standard input is a terminal (`init`
+//! asks twice). The first one present is used.
+//!
+//! # Hidden flags
+//!
+//! `--insecure-kdf` makes `init` use minimal Argon2id costs ([`repo_core::KdfParams::insecure_fast`])
+//! so that tests run fast. It is hidden from `--help` on purpose: a repository made with it is
+//! easy to brute-force. Never use it for real data.
+
+mod commands;
+mod output;
+mod password;
+mod progress;
+mod time;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Success.
+pub const EXIT_OK: u8 = 0;
+/// Fatal error, or problems found by `check` or `restore --verify`.
+pub const EXIT_FAILURE: u8 = 1;
+/// Usage error (what clap exits with too).
+pub const EXIT_USAGE: u8 = 2;
+/// A backup saved its snapshot but skipped unreadable entries.
+pub const EXIT_PARTIAL: u8 = 3;
+/// No repository at the given location.
+pub const EXIT_NO_REPOSITORY: u8 = 10;
+/// The repository is locked.
+pub const EXIT_LOCKED: u8 = 11;
+/// Wrong password.
+pub const EXIT_WRONG_PASSWORD: u8 = 12;
+/// Interrupted by Ctrl-C.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0    success
+  1    fatal error; `check` found problems; `restore --verify` found differences
+  2    usage error
+  3    backup saved a snapshot but skipped unreadable files
+  10   no repository at the given path
+  11   repository locked by another process
+  12   wrong password
+  130  interrupted (Ctrl-C; press twice to stop at once)
+
+Password: --password-file FILE (CAIRN_PASSWORD_FILE), --password-command CMD
+(CAIRN_PASSWORD_COMMAND), the CAIRN_PASSWORD variable, else a prompt on a terminal.
+
+Times (--time, --as-of): RFC 3339 (2024-05-01T12:00:00Z, 2024-05-01T14:00:00+02:00) or
+\"YYYY-MM-DD[ HH:MM[:SS]]\", which is read as local time.
+
+With --json, reporting commands print JSON on stdout; long operations print
+{\"message_type\":\"status\"} lines while running and a {\"message_type\":\"summary\"} object at the end;
+warnings go to stderr as {\"message_type\":\"error\"} lines. Errors are always one
+`error: ...` line on stderr.";
+
+/// cairn: encrypted, deduplicating backups.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Repository location (a local directory).
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "CAIRN_REPOSITORY",
+        global = true,
+        value_name = "PATH"
+    )]
+    pub repo: Option<PathBuf>,
+    /// Read the password from the first line of FILE.
+    #[arg(
+        long,
+        env = "CAIRN_PASSWORD_FILE",
+        global = true,
+        value_name = "FILE",
+        hide_env_values = true
+    )]
+    pub password_file: Option<PathBuf>,
+    /// Run CMD with `sh -c` and use the first line of its output as the password.
+    #[arg(
+        long,
+        env = "CAIRN_PASSWORD_COMMAND",
+        global = true,
+        value_name = "CMD",
+        hide_env_values = true
+    )]
+    pub password_command: Option<String>,
+    /// Cache directory [default: $XDG_CACHE_HOME/cairn or ~/.cache/cairn].
+    #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not use a local cache.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    /// Print JSON instead of text (progress lines, summaries, listings).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only errors and warnings (and, with --json, the final result).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// How long to wait for a conflicting lock, e.g. 30s or 5m.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        default_value = "0s",
+        value_parser = humantime::parse_duration
+    )]
+    pub lock_wait: Duration,
+    /// Hidden, tests only: `init` uses minimal key-derivation costs. Never use for real data.
+    #[arg(long, global = true, hide = true)]
+    pub insecure_kdf: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new repository.
+    Init(commands::init::InitArgs),
+    /// Back up files and directories into a new snapshot.
+    Backup(commands::backup::BackupArgs),
+    /// Restore a snapshot (or a path inside it) into a directory.
+    Restore(commands::restore::RestoreArgs),
+    /// Verify the repository's structure, and with --read-data all stored data.
+    Check(commands::check::CheckArgs),
+    /// List snapshots.
+    Snapshots(commands::snapshots::SnapshotsArgs),
+    /// List the files in a snapshot.
+    Ls(commands::ls::LsArgs),
+    /// Print a decrypted repository object.
+    Cat(commands::cat::CatArgs),
+    /// Show sizes and deduplication and compression ratios.
+    Stats(commands::stats::StatsArgs),
+    /// Show the differences between two snapshots.
+    Diff(commands::diff::DiffArgs),
+    /// Find files and directories by name or path pattern across snapshots.
+    Find(commands::find::FindArgs),
+    /// Remove stale locks (or all locks with --remove-all).
+    Unlock(commands::unlock::UnlockArgs),
+}
+
+/// An outcome that is not a `repo_core::Error` but has its own exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// There is no repository at the location (exit 10).
+    NoRepository(String),
+    /// The command line cannot work (exit 2).
+    Usage(String),
+    /// The command ran and found problems (exit 1): `check`, `restore --verify`.
+    Problems(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoRepository(m) | Self::Usage(m) | Self::Problems(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let app = commands::App::new(cli.global);
+    let result = match cli.command {
+        Command::Init(a) => commands::init::run(&app, &a),
+        Command::Backup(a) => commands::backup::run(&app, &a),
+        Command::Restore(a) => commands::restore::run(&app, &a),
+        Command::Check(a) => commands::check::run(&app, &a),
+        Command::Snapshots(a) => commands::snapshots::run(&app, &a),
+        Command::Ls(a) => commands::ls::run(&app, &a),
+        Command::Cat(a) => commands::cat::run(&app, &a),
+        Command::Stats(a) => commands::stats::run(&app, &a),
+        Command::Diff(a) => commands::diff::run(&app, &a),
+        Command::Find(a) => commands::find::run(&app, &a),
+        Command::Unlock(a) => commands::unlock::run(&app, &a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) if is_broken_pipe(&err) => ExitCode::from(EXIT_OK),
+        Err(err) => {
+            let code = exit_code(&err);
+            let mut line = format!("error: {}", one_line(&err));
+            if let Some(hint) = hint(&err) {
+                line.push_str("; ");
+                line.push_str(hint);
+            }
+            eprintln!("{line}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// The library error inside `err`, if any.
+fn core_error(err: &anyhow::Error) -> Option<&repo_core::Error> {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<repo_core::Error>())
+}
+
+/// Maps an error to the process exit code. The one place where exit codes are decided.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if let Some(f) = err.downcast_ref::<Failure>() {
+        return match f {
+            Failure::NoRepository(_) => EXIT_NO_REPOSITORY,
+            Failure::Usage(_) => EXIT_USAGE,
+            Failure::Problems(_) => EXIT_FAILURE,
+        };
+    }
+    match core_error(err).map(repo_core::Error::kind) {
+        Some(repo_core::ErrorKind::WrongSecret) => EXIT_WRONG_PASSWORD,
+        Some(repo_core::ErrorKind::Locked) => EXIT_LOCKED,
+        Some(repo_core::ErrorKind::Cancelled) => EXIT_INTERRUPTED,
+        _ => EXIT_FAILURE,
+    }
+}
+
+/// A short piece of advice appended to the error line, where one helps.
+fn hint(err: &anyhow::Error) -> Option<&'static str> {
+    if let Some(Failure::NoRepository(_)) = err.downcast_ref::<Failure>() {
+        return Some("create one with `cairn init -r PATH`, or check -r/CAIRN_REPOSITORY");
+    }
+    match core_error(err).map(repo_core::Error::kind)? {
+        repo_core::ErrorKind::WrongSecret => {
+            Some("check CAIRN_PASSWORD, --password-file or --password-command")
+        }
+        repo_core::ErrorKind::Corrupt => Some("run `cairn check` to see what is damaged"),
+        _ => None,
+    }
+}
+
+/// The error as one line: context first, down to the first library error (whose message
+/// already includes its own cause).
+fn one_line(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        parts.push(cause.to_string());
+        if cause.downcast_ref::<repo_core::Error>().is_some() {
+            break;
+        }
+    }
+    let mut line = parts.join(": ");
+    line.retain(|c| c != '\r');
+    line.replace('\n', " ")
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn error_kinds_map_to_documented_exit_codes() {
+        let e = |k| anyhow::Error::new(repo_core::Error::new(k, "x"));
+        assert_eq!(exit_code(&e(repo_core::ErrorKind::WrongSecret)), 12);
+        assert_eq!(exit_code(&e(repo_core::ErrorKind::Locked)), 11);
+        assert_eq!(exit_code(&e(repo_core::ErrorKind::Cancelled)), 130);
+        assert_eq!(exit_code(&e(repo_core::ErrorKind::Corrupt)), 1);
+        assert_eq!(exit_code(&e(repo_core::ErrorKind::NotFound)), 1);
+        let nr = anyhow::Error::new(Failure::NoRepository("no repository at /x".into()));
+        assert_eq!(exit_code(&nr), 10);
+        let wrapped = e(repo_core::ErrorKind::Locked).context("open repository");
+        assert_eq!(exit_code(&wrapped), 11);
+        assert_eq!(one_line(&wrapped), "open repository: x");
+    }
+}

@@ -1,0 +1,230 @@
+//! `cairn backup PATH...`: save files and directories as a new snapshot.
+//!
+//! Text output: a summary on stdout, each skipped entry as a `warning:` line on stderr, exit
+//! code 3 when entries were skipped. JSON output: status lines while running, then one
+//! `{"message_type":"summary",...}` object.
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use repo_core::{BackupOptions, BackupSummary, ParentSelection, SnapshotFilter};
+use serde::Serialize;
+
+use super::{split_tags, App};
+use crate::progress::CliProgress;
+use crate::{output, time, EXIT_OK, EXIT_PARTIAL};
+
+/// Flags of `cairn backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Files and directories to back up.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Exclude entries matching a glob (`*` within a name, `**` across directories;
+    /// a pattern without a leading `/` matches at any depth). Repeatable.
+    #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
+    pub excludes: Vec<String>,
+    /// Like --exclude, ignoring case.
+    #[arg(long = "iexclude", value_name = "PATTERN")]
+    pub iexcludes: Vec<String>,
+    /// Read exclude patterns from FILE, one per line; blank lines and lines starting with
+    /// `#` are ignored. Repeatable.
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Exclude directories that contain a file named NAME. Repeatable.
+    #[arg(long = "exclude-if-present", value_name = "NAME")]
+    pub exclude_if_present: Vec<String>,
+    /// Exclude directories holding a valid CACHEDIR.TAG.
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Stay on the file system of each backup path.
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Tag the snapshot (repeatable, or comma-separated).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Host name to record [default: this machine's].
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Free-form description of the snapshot.
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub description: String,
+    /// Compare against this snapshot instead of the latest one of the same host and paths.
+    #[arg(long, value_name = "ID")]
+    pub parent: Option<String>,
+    /// Read every file, even those the parent snapshot says are unchanged.
+    #[arg(long)]
+    pub force: bool,
+    /// Do everything except writing to the repository.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// zstd level for this backup [default: the repository's].
+    #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
+    pub compression: Option<i32>,
+    /// Record this time instead of now (RFC 3339 or "YYYY-MM-DD HH:MM:SS" local), for imports.
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<String>,
+}
+
+/// Reads exclude patterns from a file: one per line, `#` comments and blank lines ignored.
+fn read_exclude_file(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read exclude file {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
+}
+
+/// Runs `cairn backup`.
+pub fn run(app: &App, args: &BackupArgs) -> Result<u8> {
+    let mut opts = BackupOptions::default();
+    opts.excludes.clone_from(&args.excludes);
+    for file in &args.exclude_files {
+        opts.excludes.extend(read_exclude_file(file)?);
+    }
+    opts.iexcludes.clone_from(&args.iexcludes);
+    opts.exclude_if_present.clone_from(&args.exclude_if_present);
+    opts.exclude_caches = args.exclude_caches;
+    opts.one_file_system = args.one_file_system;
+    opts.tags = split_tags(&args.tags);
+    opts.hostname.clone_from(&args.host);
+    opts.description.clone_from(&args.description);
+    opts.force = args.force;
+    opts.dry_run = args.dry_run;
+    opts.compression_level = args.compression;
+    opts.time_ns = args.time.as_deref().map(time::parse).transpose()?;
+    opts.lock_wait = app.global.lock_wait;
+
+    let progress = CliProgress::new(&app.global, true);
+    opts.scan = progress.wants_totals();
+    let repo = app.open_indexed(&progress)?;
+    let ctx = app.ctx(&progress);
+    if let Some(spec) = &args.parent {
+        let parent = repo
+            .find_snapshot(&ctx, spec, &SnapshotFilter::default())
+            .context("--parent")?;
+        opts.parent = ParentSelection::Id(parent.id);
+    }
+    let summary = repo.backup(&ctx, &args.paths, &opts)?;
+    progress.finish();
+    if app.global.json {
+        print_json(&summary, args.dry_run)?;
+    } else if !app.global.quiet {
+        print_text(&summary)?;
+    }
+    Ok(if summary.skipped.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_PARTIAL
+    })
+}
+
+fn duration_seconds(summary: &BackupSummary) -> f64 {
+    (summary.stats.finished_ns - summary.stats.started_ns).max(0) as f64 / 1e9
+}
+
+/// The `{"message_type":"summary"}` object of `backup --json`.
+#[derive(Serialize)]
+struct SummaryJson<'a> {
+    message_type: &'static str,
+    dry_run: bool,
+    snapshot_id: Option<String>,
+    parent_id: Option<String>,
+    files_new: u64,
+    files_changed: u64,
+    files_unmodified: u64,
+    dirs: u64,
+    others: u64,
+    bytes_read: u64,
+    bytes_total: u64,
+    bytes_added: u64,
+    blobs_added: u64,
+    errors_skipped: u64,
+    duration_seconds: f64,
+    skipped: Vec<SkippedJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct SkippedJson<'a> {
+    path: Cow<'a, str>,
+    error: &'a str,
+}
+
+fn print_json(summary: &BackupSummary, dry_run: bool) -> Result<()> {
+    let s = &summary.stats;
+    output::json_line(&SummaryJson {
+        message_type: "summary",
+        dry_run,
+        snapshot_id: summary.snapshot.map(|id| id.to_hex()),
+        parent_id: summary.parent.map(|id| id.to_hex()),
+        files_new: s.files_new,
+        files_changed: s.files_changed,
+        files_unmodified: s.files_unmodified,
+        dirs: s.dirs,
+        others: s.others,
+        bytes_read: s.bytes_read,
+        bytes_total: s.bytes_total,
+        bytes_added: s.bytes_added,
+        blobs_added: s.blobs_added,
+        errors_skipped: s.errors_skipped,
+        duration_seconds: duration_seconds(summary),
+        skipped: summary
+            .skipped
+            .iter()
+            .map(|(path, error)| SkippedJson {
+                path: path.to_string_lossy(),
+                error,
+            })
+            .collect(),
+    })
+}
+
+fn print_text(summary: &BackupSummary) -> Result<()> {
+    let s = &summary.stats;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "Files:     {} new, {} changed, {} unmodified",
+        s.files_new, s.files_changed, s.files_unmodified
+    )?;
+    writeln!(out, "Dirs:      {}", s.dirs)?;
+    if s.others > 0 {
+        writeln!(out, "Others:    {}", s.others)?;
+    }
+    writeln!(
+        out,
+        "Read:      {} of {}",
+        output::size(s.bytes_read),
+        output::size(s.bytes_total)
+    )?;
+    writeln!(
+        out,
+        "Added:     {} stored in {} new blobs",
+        output::size(s.bytes_added),
+        s.blobs_added
+    )?;
+    writeln!(
+        out,
+        "Duration:  {}",
+        output::seconds(duration_seconds(summary))
+    )?;
+    if !summary.skipped.is_empty() {
+        writeln!(
+            out,
+            "Skipped:   {} unreadable entries (see the warnings)",
+            summary.skipped.len()
+        )?;
+    }
+    match (summary.snapshot, summary.parent) {
+        (Some(id), Some(parent)) => writeln!(out, "snapshot {id} saved (parent {parent})")?,
+        (Some(id), None) => writeln!(out, "snapshot {id} saved")?,
+        (None, _) => writeln!(out, "dry run: no snapshot saved")?,
+    }
+    Ok(())
+}

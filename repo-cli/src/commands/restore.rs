@@ -1,0 +1,252 @@
+//! `cairn restore SNAPSHOT[:SUBPATH] --target DIR`: write a snapshot, or a path inside it, into
+//! a directory.
+//!
+//! The library plans first and then executes; `--dry-run` prints the plan (a summary, or with
+//! `--json` the serialized plan) and writes nothing.
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use repo_core::{Overwrite, RestoreOptions, RestorePlan, RestoreSummary, Snapshot};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::{App, FilterArgs};
+use crate::progress::CliProgress;
+use crate::{output, time, Failure, EXIT_OK};
+
+/// What to do with files that already exist in the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OverwriteArg {
+    /// Replace them.
+    Always,
+    /// Replace them unless size and modification time already match.
+    IfChanged,
+    /// Keep them.
+    Never,
+}
+
+impl From<OverwriteArg> for Overwrite {
+    fn from(a: OverwriteArg) -> Self {
+        match a {
+            OverwriteArg::Always => Self::Always,
+            OverwriteArg::IfChanged => Self::IfChanged,
+            OverwriteArg::Never => Self::Never,
+        }
+    }
+}
+
+/// Flags of `cairn restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Snapshot id, id prefix or `latest`, optionally with `:SUBPATH` (a path inside the
+    /// snapshot, e.g. `latest:/home/alice/docs`).
+    #[arg(value_name = "SNAPSHOT[:SUBPATH]")]
+    pub snapshot: String,
+    /// Directory to restore into (created if missing).
+    #[arg(short = 't', long, value_name = "DIR")]
+    pub target: PathBuf,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// With `latest`: the newest snapshot at or before TIME (RFC 3339, or
+    /// "YYYY-MM-DD[ HH:MM[:SS]]" in local time).
+    #[arg(long, value_name = "TIME")]
+    pub as_of: Option<String>,
+    /// Restore only entries matching a glob (paths inside the snapshot). Repeatable.
+    #[arg(short = 'i', long = "include", value_name = "PATTERN")]
+    pub includes: Vec<String>,
+    /// Leave out entries matching a glob. Repeatable.
+    #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
+    pub excludes: Vec<String>,
+    /// Re-read every restored file and check it against the snapshot.
+    #[arg(long)]
+    pub verify: bool,
+    /// What to do with files that already exist in the target.
+    #[arg(long, value_enum, default_value_t = OverwriteArg::Always, value_name = "WHEN")]
+    pub overwrite: OverwriteArg,
+    /// Print what would be restored; write nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+/// The `{"message_type":"summary"}` object of `restore --json`.
+#[derive(Serialize)]
+struct SummaryJson<'a> {
+    message_type: &'static str,
+    snapshot_id: String,
+    target: Cow<'a, str>,
+    duration_seconds: f64,
+    #[serde(flatten)]
+    summary: &'a RestoreSummary,
+}
+
+/// The `{"message_type":"restore_plan"}` object of `restore --dry-run --json`.
+#[derive(Serialize)]
+struct PlanJson<'a> {
+    message_type: &'static str,
+    dry_run: bool,
+    snapshot_id: String,
+    target: Cow<'a, str>,
+    #[serde(flatten)]
+    plan: Value,
+}
+
+/// Runs `cairn restore`.
+pub fn run(app: &App, args: &RestoreArgs) -> Result<u8> {
+    let (spec, subpath) = match args.snapshot.split_once(':') {
+        Some((spec, sub)) if !sub.is_empty() => (spec, Some(PathBuf::from(sub))),
+        Some((spec, _)) => (spec, None),
+        None => (args.snapshot.as_str(), None),
+    };
+    let mut filter = args.filter.to_filter()?;
+    if let Some(t) = &args.as_of {
+        if spec != "latest" {
+            return Err(Failure::Usage(
+                "--as-of picks among snapshots: use it with `latest`, not a snapshot id".into(),
+            )
+            .into());
+        }
+        filter.as_of_ns = Some(time::parse(t)?);
+    }
+    let mut opts = RestoreOptions::default();
+    opts.subpath = subpath;
+    opts.includes.clone_from(&args.includes);
+    opts.excludes.clone_from(&args.excludes);
+    opts.overwrite = args.overwrite.into();
+    opts.verify = args.verify;
+    opts.lock_wait = app.global.lock_wait;
+
+    let progress = CliProgress::new(&app.global, !args.dry_run);
+    let repo = app.open_indexed(&progress)?;
+    let ctx = app.ctx(&progress);
+    let snapshot = repo.find_snapshot(&ctx, spec, &filter)?;
+    let plan = repo.plan_restore(&ctx, &snapshot, &opts)?;
+    if args.dry_run {
+        progress.finish();
+        return print_plan(app, &snapshot, &plan, args);
+    }
+    let started = Instant::now();
+    let summary = repo.restore(&ctx, &plan, &args.target)?;
+    progress.finish();
+    let seconds = started.elapsed().as_secs_f64();
+    for w in &summary.warnings {
+        report(app, w);
+    }
+    for f in &summary.verify_failures {
+        report(app, f);
+    }
+    if app.global.json {
+        output::json_line(&SummaryJson {
+            message_type: "summary",
+            snapshot_id: snapshot.id.to_hex(),
+            target: args.target.to_string_lossy(),
+            duration_seconds: seconds,
+            summary: &summary,
+        })?;
+    } else if !app.global.quiet {
+        print_text(&snapshot, &summary, args, seconds)?;
+    }
+    if !summary.verify_failures.is_empty() {
+        return Err(Failure::Problems(format!(
+            "verification failed: {} restored files differ from the snapshot",
+            summary.verify_failures.len()
+        ))
+        .into());
+    }
+    Ok(EXIT_OK)
+}
+
+/// A restore warning on stderr (text or JSON).
+fn report(app: &App, message: &str) {
+    if app.global.json {
+        let line = json!({"message_type": "error", "item": "", "error": message, "skipped": false});
+        eprintln!("{line}");
+    } else {
+        eprintln!("warning: {message}");
+    }
+}
+
+fn print_plan(
+    app: &App,
+    snapshot: &Snapshot,
+    plan: &RestorePlan,
+    args: &RestoreArgs,
+) -> Result<u8> {
+    if app.global.json {
+        let mut body = serde_json::to_value(plan)?;
+        if let Value::Object(m) = &mut body {
+            // The library serializes ids as byte arrays; the hex form is in `snapshot_id`.
+            let _ = m.remove("snapshot");
+        }
+        output::json_line(&PlanJson {
+            message_type: "restore_plan",
+            dry_run: true,
+            snapshot_id: plan.snapshot.to_hex(),
+            target: args.target.to_string_lossy(),
+            plan: body,
+        })?;
+    } else {
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "dry run: would restore snapshot {} of {} into {}",
+            snapshot.id,
+            time::format_local(snapshot.meta.time_ns),
+            args.target.display()
+        )?;
+        writeln!(
+            out,
+            "{} files ({}), {} dirs, {} others, read from {} packs",
+            plan.files,
+            output::size(plan.bytes),
+            plan.dirs,
+            plan.others,
+            plan.packs
+        )?;
+    }
+    Ok(EXIT_OK)
+}
+
+fn print_text(
+    snapshot: &Snapshot,
+    summary: &RestoreSummary,
+    args: &RestoreArgs,
+    seconds: f64,
+) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "restored snapshot {} into {}: {} files ({}), {} dirs, {} others in {}",
+        snapshot.id,
+        args.target.display(),
+        summary.files_restored,
+        output::size(summary.bytes_written),
+        summary.dirs,
+        summary.others,
+        output::seconds(seconds)
+    )?;
+    if summary.files_skipped > 0 {
+        writeln!(
+            out,
+            "{} existing files left alone (--overwrite)",
+            summary.files_skipped
+        )?;
+    }
+    if args.verify {
+        writeln!(
+            out,
+            "verified {} files: {}",
+            summary.files_verified,
+            if summary.verify_failures.is_empty() {
+                "all match the snapshot".to_string()
+            } else {
+                format!("{} differ", summary.verify_failures.len())
+            }
+        )?;
+    }
+    Ok(())
+}

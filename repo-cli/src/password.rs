@@ -1,0 +1,111 @@
+//! Finding the repository password.
+//!
+//! Sources, in order: `--password-file` / `CAIRN_PASSWORD_FILE` (first line, trailing newline
+//! stripped), `--password-command` / `CAIRN_PASSWORD_COMMAND` (run with `sh -c`; first line of
+//! its standard output; it must exit 0), the `CAIRN_PASSWORD` variable, and finally a prompt when
+//! standard input is a terminal. Giving both a file and a command is a usage error. A new
+//! repository refuses an empty password and, when prompting, asks twice.
+
+use std::io::IsTerminal;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use repo_core::Secret;
+
+use crate::{Failure, GlobalArgs};
+
+/// Why the password is needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Opening an existing repository.
+    Open,
+    /// Creating a repository: empty passwords are refused and a prompt asks twice.
+    Create,
+}
+
+/// Reads the password from the first source present.
+pub fn read(global: &GlobalArgs, purpose: Purpose) -> Result<Secret> {
+    let password = match (&global.password_file, &global.password_command) {
+        (Some(_), Some(_)) => {
+            return Err(Failure::Usage(
+                "give either --password-file or --password-command, not both".into(),
+            )
+            .into())
+        }
+        (Some(file), None) => {
+            let bytes = std::fs::read(file)
+                .with_context(|| format!("cannot read password file {}", file.display()))?;
+            first_line(bytes)
+        }
+        (None, Some(cmd)) => from_command(cmd)?,
+        (None, None) => match std::env::var_os("CAIRN_PASSWORD") {
+            Some(p) => std::os::unix::ffi::OsStringExt::into_vec(p),
+            None => return prompt(purpose),
+        },
+    };
+    if purpose == Purpose::Create && password.is_empty() {
+        bail!("an empty password is not allowed for a new repository");
+    }
+    Ok(Secret::password(password))
+}
+
+fn first_line(mut bytes: Vec<u8>) -> Vec<u8> {
+    if let Some(n) = bytes.iter().position(|&b| b == b'\n') {
+        bytes.truncate(n);
+    }
+    if bytes.last() == Some(&b'\r') {
+        let _ = bytes.pop();
+    }
+    bytes
+}
+
+fn from_command(cmd: &str) -> Result<Vec<u8>> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run password command {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("password command {cmd:?} failed ({})", out.status);
+    }
+    Ok(first_line(out.stdout))
+}
+
+fn prompt(purpose: Purpose) -> Result<Secret> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "no password given: set CAIRN_PASSWORD, or use --password-file or --password-command \
+             (standard input is not a terminal, so cairn cannot ask)"
+        );
+    }
+    let ask = |text: &str| rpassword::prompt_password(text).context("cannot read the password");
+    match purpose {
+        Purpose::Open => Ok(Secret::password(ask("enter password for repository: ")?)),
+        Purpose::Create => {
+            let first = ask("enter password for new repository: ")?;
+            if first.is_empty() {
+                bail!("an empty password is not allowed for a new repository");
+            }
+            let second = ask("enter password again: ")?;
+            if first != second {
+                bail!("the passwords do not match; nothing was created");
+            }
+            Ok(Secret::password(first))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_line_strips_newline_and_rest() {
+        assert_eq!(first_line(b"secret\nsecond\n".to_vec()), b"secret");
+        assert_eq!(first_line(b"secret\r\n".to_vec()), b"secret");
+        assert_eq!(first_line(b"secret".to_vec()), b"secret");
+        assert_eq!(first_line(Vec::new()), b"");
+    }
+}

@@ -1,0 +1,280 @@
+//! The basics users meet first: round trips, the documented exit codes, one-line errors,
+//! JSON output, dry runs.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use serde_json::Value;
+
+use crate::support::{arg, assert_same_tree, is_root, text, write_sample_tree, Env};
+
+/// Parses stdout as a sequence of JSON values (JSON lines, or one indented document).
+fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    serde_json::Deserializer::from_slice(stdout)
+        .into_iter::<Value>()
+        .map(|v| v.unwrap_or_else(|e| panic!("not JSON: {e}: {:?}", text(stdout))))
+        .collect()
+}
+
+/// Asserts that stderr is exactly one `error: ...` line and returns it.
+fn one_error_line(stderr: &[u8]) -> String {
+    let err = text(stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one stderr line, got {err:?}");
+    assert!(lines[0].starts_with("error: "), "{err:?}");
+    lines[0].to_string()
+}
+
+#[test]
+fn init_backup_restore_roundtrip_is_byte_exact() {
+    let env = Env::new();
+    let src = env.path("src");
+    write_sample_tree(&src);
+    env.init();
+    let out = env.ok(&["backup", arg(&src)]);
+    assert!(text(&out.stdout).contains("saved"), "{}", text(&out.stdout));
+
+    let target = env.path("target");
+    let spec = format!("latest:{}", src.display());
+    let _ = env.ok(&["restore", &spec, "--target", arg(&target), "--verify"]);
+    assert_same_tree(&src, &target);
+
+    // A second backup finds its parent and reads nothing unchanged.
+    let out = env.ok(&["backup", arg(&src), "--json"]);
+    let summary = json_lines(&out.stdout).pop().unwrap();
+    assert_eq!(summary["message_type"], "summary");
+    assert_eq!(summary["files_new"], 0);
+    assert_eq!(summary["files_changed"], 0);
+    assert!(summary["parent_id"].is_string(), "{summary}");
+}
+
+#[test]
+fn wrong_password_exits_12_with_one_line() {
+    let env = Env::new();
+    env.init();
+    let out = env
+        .cairn()
+        .env("CAIRN_PASSWORD", "not the password")
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(12));
+    let line = one_error_line(&out.stderr);
+    assert!(line.contains("password"), "{line}");
+}
+
+#[test]
+fn missing_repository_exits_10() {
+    let env = Env::new();
+    let out = env.run(&["snapshots"]);
+    assert_eq!(out.status.code(), Some(10));
+    let line = one_error_line(&out.stderr);
+    assert!(line.contains("cairn init"), "{line}");
+    assert!(!env.repo.exists(), "a failed open must not create anything");
+}
+
+#[test]
+fn init_refuses_non_empty_directory_and_changes_nothing() {
+    let env = Env::new();
+    fs::create_dir_all(&env.repo).unwrap();
+    fs::write(env.repo.join("precious.txt"), b"keep me").unwrap();
+    let out = env.run(&["init", "--insecure-kdf"]);
+    assert_ne!(out.status.code(), Some(0));
+    let _ = one_error_line(&out.stderr);
+    let names: Vec<_> = fs::read_dir(&env.repo)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec!["precious.txt"]);
+    assert_eq!(fs::read(env.repo.join("precious.txt")).unwrap(), b"keep me");
+}
+
+#[test]
+fn backup_of_missing_path_fails_and_saves_no_snapshot() {
+    let env = Env::new();
+    env.init();
+    let out = env.run(&["backup", arg(&env.path("does-not-exist"))]);
+    let code = out.status.code();
+    assert!(code != Some(0) && code != Some(3), "exit {code:?}");
+    let _ = one_error_line(&out.stderr);
+    assert!(env.snapshots().is_empty());
+}
+
+#[test]
+fn unreadable_file_is_skipped_with_exit_3() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("ok.txt"), b"fine").unwrap();
+    let secret = src.join("secret.txt");
+    fs::write(&secret, b"no access").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
+    env.init();
+    let out = env.run(&["backup", arg(&src)]);
+    if is_root() {
+        // Root reads the file whatever its mode: nothing is skipped.
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    } else {
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("warning: ") && l.contains("secret.txt")),
+            "{err}"
+        );
+    }
+    assert_eq!(env.snapshots().len(), 1, "the snapshot is saved either way");
+}
+
+#[test]
+fn json_outputs_parse() {
+    let env = Env::new();
+    let src = env.path("src");
+    write_sample_tree(&src);
+    let out = env.ok(&["init", "--insecure-kdf", "--json"]);
+    assert_eq!(json_lines(&out.stdout)[0]["message_type"], "initialized");
+
+    let out = env.ok(&["backup", arg(&src), "--json", "--tag", "a,b"]);
+    let lines = json_lines(&out.stdout);
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["message_type"], "summary");
+    assert_eq!(summary["files_new"], 6);
+    let id = summary["snapshot_id"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 64);
+    for l in &lines[..lines.len() - 1] {
+        assert_eq!(l["message_type"], "status", "{l}");
+    }
+
+    let out = env.ok(&["check", "--json", "--read-data"]);
+    let report = json_lines(&out.stdout).pop().unwrap();
+    assert_eq!(report["clean"], true, "{report}");
+
+    for args in [
+        &["stats", "--json"][..],
+        &["ls", "latest", "--json"],
+        &["find", "*.md", "--json"],
+        &["diff", &id, "latest", "--json"],
+        &["cat", "config"],
+        &["cat", "snapshot", &id[..8]],
+        &["unlock", "--json"],
+    ] {
+        let out = env.ok(args);
+        let lines = json_lines(&out.stdout);
+        assert!(!lines.is_empty(), "{args:?} printed nothing");
+    }
+    let out = env.ok(&["cat", "tree", &format!("latest:{}", src.display())]);
+    let tree: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = tree["nodes"].as_array().unwrap();
+    assert!(
+        nodes.iter().any(|n| n["name_hex"] == "636166e92e747874"),
+        "{tree}"
+    );
+
+    let target = env.path("target");
+    let spec = format!("latest:{}", src.display());
+    let out = env.ok(&["restore", &spec, "--target", arg(&target), "--json"]);
+    let summary = json_lines(&out.stdout).pop().unwrap();
+    assert_eq!(summary["message_type"], "summary");
+    assert_eq!(summary["files_restored"], 6, "{summary}");
+}
+
+#[test]
+fn restore_dry_run_writes_nothing() {
+    let env = Env::new();
+    let src = env.path("src");
+    write_sample_tree(&src);
+    env.init();
+    let _ = env.ok(&["backup", arg(&src)]);
+    let target = env.path("target");
+    let out = env.ok(&["restore", "latest", "--target", arg(&target), "--dry-run"]);
+    assert!(
+        text(&out.stdout).contains("dry run"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!target.exists());
+
+    let out = env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        arg(&target),
+        "-n",
+        "--json",
+    ]);
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["message_type"], "restore_plan");
+    assert_eq!(plan["files"], 6);
+    assert!(plan["entries"].as_array().unwrap().len() >= 6);
+    assert!(!target.exists());
+}
+
+#[test]
+fn snapshots_json_lists_full_ids_tags_and_filters() {
+    let env = Env::new();
+    let src = env.path("src");
+    write_sample_tree(&src);
+    env.init();
+    let _ = env.ok(&["backup", arg(&src), "--tag", "daily,db", "--host", "alpha"]);
+    let _ = env.ok(&[
+        "backup",
+        arg(&src),
+        "--tag",
+        "weekly",
+        "--host",
+        "beta",
+        "--time",
+        "2024-01-02T03:04:05Z",
+    ]);
+    let all = env.snapshots();
+    assert_eq!(all.len(), 2);
+    // Oldest first: the imported 2024 snapshot comes before today's.
+    assert_eq!(all[0]["time"], "2024-01-02T03:04:05Z");
+    assert_eq!(all[0]["hostname"], "beta");
+    assert_eq!(all[1]["tags"], serde_json::json!(["daily", "db"]));
+    for s in &all {
+        assert_eq!(s["id"].as_str().unwrap().len(), 64);
+    }
+    let out = env.ok(&["snapshots", "--json", "--host", "alpha"]);
+    let alpha: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(alpha.len(), 1);
+    assert_eq!(alpha[0]["id"], all[1]["id"]);
+    let out = env.ok(&["snapshots", "--json", "--tag", "weekly"]);
+    let weekly: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(weekly[0]["id"], all[0]["id"]);
+}
+
+#[test]
+fn password_file_and_command_open_the_repository() {
+    let env = Env::new();
+    env.init();
+    let file = env.path("pw");
+    fs::write(&file, format!("{}\nignored\n", crate::support::PASSWORD)).unwrap();
+    let out = env
+        .cairn()
+        .env_remove("CAIRN_PASSWORD")
+        .args(["snapshots", "--password-file", arg(&file)])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = env
+        .cairn()
+        .env_remove("CAIRN_PASSWORD")
+        .args([
+            "snapshots",
+            "--password-command",
+            &format!("cat '{}'", file.display()),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = env
+        .cairn()
+        .env_remove("CAIRN_PASSWORD")
+        .arg("snapshots")
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let line = one_error_line(&out.stderr);
+    assert!(line.contains("CAIRN_PASSWORD"), "{line}");
+}

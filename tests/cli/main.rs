@@ -1,0 +1,9 @@
+//! Integration tests of the `cairn` binary: each test runs it in a temporary directory and
+//! checks exit codes, output and restored bytes.
+//!
+//! `support` holds the helpers (a test environment with a repository path, password and cache,
+//! sample trees, tree comparison); the other modules group tests by theme. Repositories are
+//! always created with the hidden `--insecure-kdf` flag so tests stay fast.
+
+mod basic;
+mod support;

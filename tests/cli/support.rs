@@ -1,0 +1,167 @@
+//! Helpers for the CLI tests: [`Env`] runs `cairn` against a repository in a temporary
+//! directory with a fixed password; [`write_sample_tree`] and [`assert_same_tree`] make and
+//! compare source trees.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The password of test repositories.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A temporary directory holding a repository path, a cache and whatever a test puts there.
+pub struct Env {
+    dir: tempfile::TempDir,
+    /// Repository location (not created until `init`).
+    pub repo: PathBuf,
+}
+
+impl Env {
+    /// A fresh environment; the repository does not exist yet.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("repo");
+        Self { dir, repo }
+    }
+
+    /// A path inside the environment's directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `cairn` with the repository, password and cache set through the environment, and no
+    /// terminal on stdin.
+    pub fn cairn(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        cmd.env("CAIRN_REPOSITORY", &self.repo)
+            .env("CAIRN_PASSWORD", PASSWORD)
+            .env("XDG_CACHE_HOME", self.path("cache"))
+            .env_remove("CAIRN_PASSWORD_FILE")
+            .env_remove("CAIRN_PASSWORD_COMMAND")
+            .env_remove("CAIRN_CACHE_DIR")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `cairn ARGS`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cairn().args(args).output().expect("run cairn")
+    }
+
+    /// Runs `cairn ARGS` and asserts exit code 0.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "cairn {args:?} failed\nstdout: {}\nstderr: {}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        out
+    }
+
+    /// Creates the repository (with the fast, insecure KDF).
+    pub fn init(&self) {
+        let _ = self.ok(&["init", "--insecure-kdf"]);
+    }
+
+    /// The snapshots as `snapshots --json` reports them.
+    pub fn snapshots(&self) -> Vec<serde_json::Value> {
+        let out = self.ok(&["snapshots", "--json"]);
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).expect("snapshots JSON")
+    }
+}
+
+/// Lossy text of process output.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `s` as a `&str` path argument.
+pub fn arg(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so test data does not compress away.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A small tree: text, empty and multi-chunk files, nested directories, a symlink, a
+/// non-UTF-8 name and a read-only file.
+pub fn write_sample_tree(root: &Path) {
+    fs::create_dir_all(root.join("docs/deeper")).unwrap();
+    fs::write(root.join("hello.txt"), b"hello, world\n").unwrap();
+    fs::write(root.join("empty"), b"").unwrap();
+    fs::write(root.join("docs/big.bin"), noise(3 << 20, 7)).unwrap();
+    fs::write(root.join("docs/deeper/notes.md"), b"# notes\n").unwrap();
+    fs::write(
+        root.join(OsStr::from_bytes(b"caf\xe9.txt")),
+        b"latin-1 name",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("hello.txt", root.join("link")).unwrap();
+    let ro = root.join("docs/readonly.txt");
+    fs::write(&ro, b"read only").unwrap();
+    fs::set_permissions(&ro, fs::Permissions::from_mode(0o444)).unwrap();
+}
+
+/// Asserts that two trees hold the same names, kinds, bytes, link targets, permissions and
+/// modification times.
+pub fn assert_same_tree(expected: &Path, actual: &Path) {
+    let names = |dir: &Path| {
+        let mut v: Vec<_> = fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let (want, got) = (names(expected), names(actual));
+    assert_eq!(want, got, "entries of {}", actual.display());
+    for name in want {
+        let (e, a) = (expected.join(&name), actual.join(&name));
+        let (me, ma) = (
+            fs::symlink_metadata(&e).unwrap(),
+            fs::symlink_metadata(&a).unwrap(),
+        );
+        assert_eq!(me.file_type(), ma.file_type(), "{}", a.display());
+        assert_eq!(
+            me.mode() & 0o7777,
+            ma.mode() & 0o7777,
+            "mode of {}",
+            a.display()
+        );
+        if me.file_type().is_symlink() {
+            assert_eq!(fs::read_link(&e).unwrap(), fs::read_link(&a).unwrap());
+            continue;
+        }
+        assert_eq!(me.mtime(), ma.mtime(), "mtime of {}", a.display());
+        if me.is_dir() {
+            assert_same_tree(&e, &a);
+        } else {
+            assert!(
+                fs::read(&e).unwrap() == fs::read(&a).unwrap(),
+                "bytes of {}",
+                a.display()
+            );
+        }
+    }
+}
+
+/// Whether the tests run as root (who can read files whatever their mode).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
