@@ -1,0 +1,163 @@
+//! Tidy checks on the source tree: module docs, spec coverage, the vector manifest, dependencies.
+//!
+//! These keep the conventions of STYLE §5 and §9 from eroding: every module says what it is, every
+//! spec chapter is implemented somewhere that names it, and every vector file is accounted for
+//! (spec/vectors/README.md).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Files under `dir` (recursively) whose name ends with `suffix`, as paths relative to `dir`.
+fn files_under(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    fn walk(base: &Path, dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(base, &path, suffix, out);
+            } else if path.to_string_lossy().ends_with(suffix) {
+                out.push(path.strip_prefix(base).unwrap().to_path_buf());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, suffix, &mut out);
+    out.sort();
+    out
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn core_sources() -> Vec<(PathBuf, String)> {
+    let src = repo_root().join("repo-core/src");
+    files_under(&src, ".rs")
+        .into_iter()
+        .map(|rel| {
+            let text = read(&src.join(&rel));
+            (Path::new("repo-core/src").join(rel), text)
+        })
+        .collect()
+}
+
+#[test]
+fn every_module_starts_with_a_doc_comment() {
+    let missing: Vec<String> = core_sources()
+        .into_iter()
+        .filter(|(_, text)| !text.starts_with("//!"))
+        .map(|(path, _)| path.display().to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "these files must start with a `//!` comment saying what the module is: {missing:?}"
+    );
+}
+
+#[test]
+fn every_spec_chapter_is_referenced_by_code() {
+    let sources = core_sources();
+    let chapters: Vec<String> = std::fs::read_dir(repo_root().join("spec"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| {
+            let b = name.as_bytes();
+            name.ends_with(".md")
+                && b.len() > 3
+                && b[..2].iter().all(u8::is_ascii_digit)
+                && b[2] == b'-'
+        })
+        .collect();
+    assert!(
+        chapters.len() >= 11,
+        "spec/ should hold chapters 00 to 10, found {chapters:?}"
+    );
+    let unreferenced: Vec<String> = chapters
+        .iter()
+        .map(|c| format!("spec/{c}"))
+        .filter(|c| !sources.iter().any(|(_, text)| text.contains(c.as_str())))
+        .collect();
+    assert!(
+        unreferenced.is_empty(),
+        "no file under repo-core/src names these chapters (add e.g. `//! Implements spec/NN-name.md.` \
+         to the module that implements them): {unreferenced:?}"
+    );
+}
+
+/// Vector files under spec/vectors/, relative to it, without the README and the manifest.
+fn vector_files() -> Vec<String> {
+    let dir = repo_root().join("spec/vectors");
+    files_under(&dir, "")
+        .into_iter()
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .filter(|p| p != "README.md" && p != "MANIFEST.sha256")
+        .collect()
+}
+
+#[test]
+fn every_vector_file_is_in_the_manifest() {
+    let manifest = read(&repo_root().join("spec/vectors/MANIFEST.sha256"));
+    let listed: BTreeSet<&str> = manifest
+        .lines()
+        .filter_map(|line| line.split_once("  ").map(|(_, path)| path))
+        .collect();
+    let files = vector_files();
+    assert!(!files.is_empty(), "spec/vectors/ holds no vectors");
+    let unlisted: Vec<&String> = files
+        .iter()
+        .filter(|f| !listed.contains(f.as_str()))
+        .collect();
+    assert!(
+        unlisted.is_empty(),
+        "not in spec/vectors/MANIFEST.sha256 (run `UPDATE_VECTORS=1 cargo test -p repo-core --test vectors`): {unlisted:?}"
+    );
+}
+
+#[test]
+fn every_vector_file_is_listed_by_a_spec_chapter() {
+    let spec_dir = repo_root().join("spec");
+    let chapters: Vec<String> = files_under(&spec_dir, ".md")
+        .into_iter()
+        .filter(|p| !p.starts_with("vectors"))
+        .map(|p| read(&spec_dir.join(p)))
+        .collect();
+    let unlisted: Vec<String> = vector_files()
+        .into_iter()
+        .filter(|f| {
+            let needle = format!("vectors/{f}");
+            !chapters.iter().any(|c| c.contains(&needle))
+        })
+        .collect();
+    assert!(
+        unlisted.is_empty(),
+        "each vector file is listed under `## Vectors` in the chapter it covers; missing: {unlisted:?}"
+    );
+}
+
+#[test]
+fn repo_core_does_not_depend_on_anyhow() {
+    let manifest = read(&repo_root().join("repo-core/Cargo.toml"));
+    assert!(
+        !manifest.contains("anyhow"),
+        "repo-core must not use anyhow: it returns repo_core::Error (STYLE §4); anyhow is for binaries"
+    );
+}
+
+#[test]
+fn no_placeholder_docs() {
+    let placeholders: Vec<String> = core_sources()
+        .into_iter()
+        .filter(|(_, text)| text.contains("TODO: Document"))
+        .map(|(path, _)| path.display().to_string())
+        .collect();
+    assert!(
+        placeholders.is_empty(),
+        "placeholder docs in {placeholders:?}"
+    );
+}
