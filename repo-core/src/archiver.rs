@@ -1206,7 +1206,19 @@ impl Repository<Indexed> {
                             continue;
                         }
                         let raw_len = b.raw.len() as u32;
-                        match envelope::encode_blob(key, b.blob_type, &b.id, &b.raw, shared.level) {
+                        let sealed =
+                            envelope::encode_blob(key, b.blob_type, &b.id, &b.raw, shared.level)
+                                .and_then(|stored| {
+                                    envelope::verify_blob(
+                                        key,
+                                        b.blob_type,
+                                        &b.id,
+                                        &stored,
+                                        &b.raw,
+                                    )?;
+                                    Ok(stored)
+                                });
+                        match sealed {
                             Ok(stored) => {
                                 if sealed_tx
                                     .send(SealedBlob {

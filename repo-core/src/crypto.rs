@@ -1,6 +1,7 @@
 //! Keys, key derivation, authenticated encryption and the keyed id hash.
 //!
-//! Implements the primitives of spec/02-crypto.md. No I/O, no threads.
+//! Implements the primitives of spec/02-crypto.md. No I/O, no threads. What these primitives
+//! protect against, and what they do not, is spelled out in spec/10-threat-model.md.
 //! Secret types are wiped on drop, have a redacting `Debug` and no `Display`.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};

@@ -1,6 +1,8 @@
 //! Object ids: 32-byte values shown as hex, with typed newtypes so that a pack id is never
 //! passed where a blob id is expected.
 //!
+//! The names of these objects follow spec/00-terminology.md.
+//!
 //! `Display` shows the short form (8 hex digits), `{:#}` the full 64 digits.
 
 use serde::{Deserialize, Serialize};

@@ -93,7 +93,11 @@ pub fn decode_header(
 ) -> Result<Vec<LocatedEntry>> {
     let plaintext = envelope::open(key, ObjectType::PackHeader, b"", header, object)?;
     let entries: Vec<PackEntry> = decode_exact(split_version(&plaintext, object)?, object)?;
-    let blobs_end = pack_len - header.len() as u64 - TRAILER_LEN as u64;
+    let blobs_end = pack_len
+        .checked_sub(header.len() as u64 + TRAILER_LEN as u64)
+        .ok_or_else(|| {
+            Error::corrupt(CorruptionKind::Truncated, object, "shorter than its header")
+        })?;
     let mut offset: u64 = 0;
     let mut out = Vec::with_capacity(entries.len());
     for entry in entries {
