@@ -27,7 +27,7 @@
 //! `--password-file FILE` (or `CAIRN_PASSWORD_FILE`; its first line), `--password-command CMD`
 //! (or `CAIRN_PASSWORD_COMMAND`; run with `sh -c`, the first line of its output), the
 //! `CAIRN_PASSWORD` variable, and otherwise a prompt when standard input is a terminal (`init`
-//! asks twice). The first one present is used.
+//! asks twice). The first one present is used; giving both a file and a command is an error.
 //!
 //! # Hidden flags
 //!
@@ -75,8 +75,8 @@ Exit codes:
   12   wrong password
   130  interrupted (Ctrl-C; press twice to stop at once)
 
-Password: --password-file FILE (CAIRN_PASSWORD_FILE), --password-command CMD
-(CAIRN_PASSWORD_COMMAND), the CAIRN_PASSWORD variable, else a prompt on a terminal.
+Password, first found: --password-file FILE (CAIRN_PASSWORD_FILE) or --password-command CMD
+(CAIRN_PASSWORD_COMMAND), the CAIRN_PASSWORD variable, else a prompt when stdin is a terminal.
 
 Times (--time, --as-of): RFC 3339 (2024-05-01T12:00:00Z, 2024-05-01T14:00:00+02:00) or
 \"YYYY-MM-DD[ HH:MM[:SS]]\", which is read as local time.
@@ -98,6 +98,7 @@ struct Cli {
 
 /// Flags every command accepts.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Repository location (a local directory).
     #[arg(

@@ -8,7 +8,8 @@
 //! - nothing.
 //!
 //! Skipped entries and warnings are always reported on stderr, as `warning: PATH: REASON` lines
-//! or, with `--json`, as `{"message_type":"error",...}` lines.
+//! (just `warning: REASON` when the reason already names the path) or, with `--json`, as
+//! `{"message_type":"error","item":PATH,"error":REASON,"skipped":BOOL}` lines.
 //!
 //! The library calls [`Progress::event`] concurrently from worker threads: counters are
 //! atomics, the bar is internally synchronised, and JSON lines are written under the stdout lock.
@@ -257,6 +258,9 @@ impl CliProgress {
                 skipped,
             })
             .unwrap_or_default()
+        } else if reason.contains(path.as_ref()) {
+            // Library messages usually name the path already ("open /x: permission denied").
+            format!("warning: {reason}")
         } else {
             format!("warning: {path}: {reason}")
         };

@@ -278,3 +278,100 @@ fn password_file_and_command_open_the_repository() {
     let line = one_error_line(&out.stderr);
     assert!(line.contains("CAIRN_PASSWORD"), "{line}");
 }
+
+#[test]
+fn lock_held_by_another_process_exits_11_and_unlock_clears_it() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let env = Env::new();
+    let src = env.path("src");
+    write_sample_tree(&src);
+    env.init();
+    let repo = repo_core::Repository::open(
+        Arc::new(repo_core::LocalBackend::new(&env.repo)),
+        &repo_core::Secret::password(crate::support::PASSWORD),
+        &repo_core::OpenOptions::default(),
+    )
+    .unwrap();
+    let guard = repo
+        .lock(repo_core::LockMode::Exclusive, "prune", Duration::ZERO)
+        .unwrap();
+
+    let out = env.run(&["backup", arg(&src)]);
+    assert_eq!(out.status.code(), Some(11), "{}", text(&out.stderr));
+    let line = one_error_line(&out.stderr);
+    assert!(line.contains("locked"), "{line}");
+    assert!(env.snapshots().is_empty());
+
+    // The holder is alive on this host, so the lock is not stale; only --remove-all clears it.
+    let out = env.ok(&["unlock", "--json"]);
+    assert_eq!(json_lines(&out.stdout)[0]["removed"], 0);
+    let out = env.ok(&["unlock", "--remove-all", "--json"]);
+    assert_eq!(json_lines(&out.stdout)[0]["removed"], 1);
+    let _ = env.ok(&["backup", arg(&src)]);
+    drop(guard);
+}
+
+#[test]
+fn check_exits_1_when_a_pack_is_missing() {
+    let env = Env::new();
+    let src = env.path("src");
+    write_sample_tree(&src);
+    env.init();
+    let _ = env.ok(&["backup", arg(&src)]);
+    let _ = env.ok(&["check"]);
+    let pack = fs::read_dir(env.repo.join("data"))
+        .unwrap()
+        .flat_map(|d| fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .find(|p| fs::metadata(p).unwrap().len() > 1 << 20)
+        .expect("a data pack");
+    fs::remove_file(&pack).unwrap();
+    let out = env.run(&["check", "--no-cache"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("problem: "),
+        "{}",
+        text(&out.stdout)
+    );
+    let _ = one_error_line(&out.stderr);
+    let out = env.run(&["check", "--no-cache", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = json_lines(&out.stdout).pop().unwrap();
+    assert_eq!(report["clean"], false);
+    assert_eq!(report["problems"][0]["problem"], "missing_pack", "{report}");
+}
+
+#[test]
+fn restore_as_of_picks_the_newest_snapshot_at_or_before_the_time() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    env.init();
+    fs::write(src.join("state"), b"january").unwrap();
+    let _ = env.ok(&["backup", arg(&src), "--time", "2024-01-15T00:00:00Z"]);
+    fs::write(src.join("state"), b"june").unwrap();
+    let _ = env.ok(&["backup", arg(&src), "--time", "2024-06-15T00:00:00Z"]);
+
+    let spec = format!("latest:{}", src.display());
+    let target = env.path("march");
+    let as_of = ["--as-of", "2024-03-01T00:00:00Z"];
+    let _ = env.ok(&[&["restore", &spec, "--target", arg(&target)][..], &as_of].concat());
+    assert_eq!(fs::read(target.join("state")).unwrap(), b"january");
+
+    let target = env.path("now");
+    let _ = env.ok(&["restore", &spec, "--target", arg(&target)]);
+    assert_eq!(fs::read(target.join("state")).unwrap(), b"june");
+
+    let out = env.run(&[
+        "restore",
+        &spec,
+        "--target",
+        arg(&target),
+        "--as-of",
+        "2023-12-31",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let _ = one_error_line(&out.stderr);
+}
