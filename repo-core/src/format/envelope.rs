@@ -211,6 +211,26 @@ fn with_compressor<T>(
     })
 }
 
+thread_local! {
+    // Decompression contexts are costly to set up too; one per thread.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Decompresses `payload`, which must expand to at most `capacity` bytes.
+fn decompress(payload: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match slot.as_mut() {
+            Some(d) => d.decompress(payload, capacity),
+            None => Err(std::io::Error::other("no decompressor")),
+        }
+    })
+}
+
 /// Checks that a freshly encoded blob opens and decompresses to exactly `raw`: the
 /// verify-before-upload step that catches a faulty compressor or memory error before the bad
 /// bytes become the only copy (spec/09-invariants.md).
@@ -232,7 +252,7 @@ pub fn verify_blob(
     let same = match plaintext.split_first() {
         Some((&COMPRESSION_NONE, payload)) => payload == raw,
         Some((&COMPRESSION_ZSTD, payload)) => {
-            zstd::bulk::decompress(payload, raw.len()).is_ok_and(|back| back == raw)
+            decompress(payload, raw.len()).is_ok_and(|back| back == raw)
         }
         _ => false,
     };
@@ -271,14 +291,15 @@ pub fn decode_blob(
     )?;
     let raw = match plaintext.split_first() {
         Some((&COMPRESSION_NONE, payload)) => payload.to_vec(),
-        Some((&COMPRESSION_ZSTD, payload)) => zstd::bulk::decompress(payload, raw_len as usize)
-            .map_err(|e| {
+        Some((&COMPRESSION_ZSTD, payload)) => {
+            decompress(payload, raw_len as usize).map_err(|e| {
                 Error::corrupt(
                     CorruptionKind::BadEncoding,
                     object,
                     format!("cannot decompress: {e}"),
                 )
-            })?,
+            })?
+        }
         Some((&c, _)) => {
             return Err(Error::corrupt(
                 CorruptionKind::UnknownVersion,
