@@ -190,9 +190,11 @@ impl CliProgress {
         }
         if let Some(bar) = lock(&self.bar).as_ref() {
             let done = self.items_done.load(Ordering::Relaxed);
+            // Restore and verify report bytes only (their item counts never advance).
             let unit = match *lock(&self.phase) {
+                Some(Phase::Backup) => "files",
                 Some(Phase::CheckData) => "packs",
-                _ => "files",
+                _ => return,
             };
             let msg = match self.total_items.load(Ordering::Relaxed) {
                 UNKNOWN => format!("{done} {unit}"),

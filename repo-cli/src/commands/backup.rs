@@ -65,8 +65,8 @@ pub struct BackupArgs {
     #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
     pub compression: Option<i32>,
     /// Record this time instead of now (RFC 3339 or "YYYY-MM-DD HH:MM:SS" local), for imports.
-    #[arg(long, value_name = "TIME")]
-    pub time: Option<String>,
+    #[arg(long, value_name = "TIME", value_parser = time::parse)]
+    pub time: Option<i64>,
 }
 
 /// Reads exclude patterns from a file: one per line, `#` comments and blank lines ignored.
@@ -98,7 +98,7 @@ pub fn run(app: &App, args: &BackupArgs) -> Result<u8> {
     opts.force = args.force;
     opts.dry_run = args.dry_run;
     opts.compression_level = args.compression;
-    opts.time_ns = args.time.as_deref().map(time::parse).transpose()?;
+    opts.time_ns = args.time;
     opts.lock_wait = app.global.lock_wait;
 
     let progress = CliProgress::new(&app.global, true);

@@ -54,8 +54,8 @@ pub struct RestoreArgs {
     pub filter: FilterArgs,
     /// With `latest`: the newest snapshot at or before TIME (RFC 3339, or
     /// "YYYY-MM-DD[ HH:MM[:SS]]" in local time).
-    #[arg(long, value_name = "TIME")]
-    pub as_of: Option<String>,
+    #[arg(long, value_name = "TIME", value_parser = time::parse)]
+    pub as_of: Option<i64>,
     /// Restore only entries matching a glob (paths inside the snapshot). Repeatable.
     #[arg(short = 'i', long = "include", value_name = "PATTERN")]
     pub includes: Vec<String>,
@@ -110,7 +110,7 @@ pub fn run(app: &App, args: &RestoreArgs) -> Result<u8> {
             )
             .into());
         }
-        filter.as_of_ns = Some(time::parse(t)?);
+        filter.as_of_ns = Some(*t);
     }
     let mut opts = RestoreOptions::default();
     opts.subpath = subpath;
