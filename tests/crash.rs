@@ -19,9 +19,15 @@ struct Rng(u64);
 
 impl Rng {
     fn new() -> Self {
-        let seed = std::env::var("CAIRN_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1
-        });
+        let seed = std::env::var("CAIRN_CRASH_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+                    | 1
+            });
         eprintln!("crash test seed: CAIRN_CRASH_SEED={seed}");
         Self(seed)
     }
@@ -54,13 +60,20 @@ impl Rng {
 }
 
 fn iterations() -> usize {
-    std::env::var("CAIRN_CRASH_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(4)
+    std::env::var("CAIRN_CRASH_ITERATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4)
 }
 
 fn cairn(repo: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    c.env("CAIRN_PASSWORD", "crash-test").env("CAIRN_REPOSITORY", repo).arg("--no-cache").arg("-q");
-    c.env_remove("CAIRN_PASSWORD_FILE").env_remove("CAIRN_PASSWORD_COMMAND");
+    c.env("CAIRN_PASSWORD", "crash-test")
+        .env("CAIRN_REPOSITORY", repo)
+        .arg("--no-cache")
+        .arg("-q");
+    c.env_remove("CAIRN_PASSWORD_FILE")
+        .env_remove("CAIRN_PASSWORD_COMMAND");
     c
 }
 
@@ -84,7 +97,12 @@ fn ok(cmd: &mut Command) -> Output {
 /// Starts `cmd`, kills it with SIGKILL after a random delay in `0..max`, and reports whether it
 /// had already finished on its own.
 fn kill_at_random(cmd: &mut Command, rng: &mut Rng, max: Duration) -> bool {
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     let delay = Duration::from_micros(rng.below(max.as_micros() as u64 + 1));
     let start = Instant::now();
     while start.elapsed() < delay {
@@ -112,7 +130,10 @@ fn read_tree(root: &Path) -> Manifest {
             if e.file_type().unwrap().is_dir() {
                 stack.push(p);
             } else {
-                let _ = out.insert(p.strip_prefix(root).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
+                let _ = out.insert(
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
             }
         }
     }
@@ -124,7 +145,11 @@ fn mutate_source(src: &Path, rng: &mut Rng, generation: usize) {
     for i in 0..12 {
         let dir = src.join(format!("d{}", rng.below(6)));
         std::fs::create_dir_all(&dir).unwrap();
-        let len = if i == 0 { 3 << 20 } else { rng.below(300_000) as usize };
+        let len = if i == 0 {
+            3 << 20
+        } else {
+            rng.below(300_000) as usize
+        };
         std::fs::write(dir.join(format!("f{}.bin", rng.below(40))), rng.bytes(len)).unwrap();
     }
     std::fs::write(src.join("generation.txt"), format!("{generation}\n")).unwrap();
@@ -132,34 +157,58 @@ fn mutate_source(src: &Path, rng: &mut Rng, generation: usize) {
 
 fn snapshots(repo: &Path) -> Vec<serde_json::Value> {
     let out = ok(cairn(repo).args(["--json", "snapshots"]));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("snapshots --json is JSON");
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("snapshots --json is JSON");
     v.as_array().cloned().expect("snapshots --json is an array")
 }
 
 /// The repository opens, check is clean (unreferenced packs allowed), and every snapshot
 /// restores exactly the generation it is tagged with.
-fn assert_repository_healthy(repo: &Path, src: &Path, generations: &BTreeMap<String, Manifest>, scratch: &Path) {
+fn assert_repository_healthy(
+    repo: &Path,
+    src: &Path,
+    generations: &BTreeMap<String, Manifest>,
+    scratch: &Path,
+) {
     let out = run(cairn(repo).args(["--json", "check"]));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
     assert!(
         out.status.success(),
         "check failed after a crash: {}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(report.get("problems").and_then(|p| p.as_array()).is_none_or(Vec::is_empty), "{report}");
+    assert!(
+        report
+            .get("problems")
+            .and_then(|p| p.as_array())
+            .is_none_or(Vec::is_empty),
+        "{report}"
+    );
     for snap in snapshots(repo) {
         let id = snap["id"].as_str().expect("snapshot id").to_string();
         let tag = snap["tags"]
             .as_array()
-            .and_then(|t| t.iter().filter_map(|t| t.as_str()).find(|t| t.starts_with("gen-")))
+            .and_then(|t| {
+                t.iter()
+                    .filter_map(|t| t.as_str())
+                    .find(|t| t.starts_with("gen-"))
+            })
             .expect("every test snapshot has a gen- tag")
             .to_string();
         let target = scratch.join(format!("restore-{id}"));
-        ok(cairn(repo).arg("restore").arg(format!("{id}:{}", src.display())).arg("--target").arg(&target));
+        ok(cairn(repo)
+            .arg("restore")
+            .arg(format!("{id}:{}", src.display()))
+            .arg("--target")
+            .arg(&target));
         let restored = read_tree(&target);
         let expected = &generations[&tag];
-        assert!(restored == *expected, "snapshot {id} ({tag}) does not restore the source state it captured");
+        assert!(
+            restored == *expected,
+            "snapshot {id} ({tag}) does not restore the source state it captured"
+        );
         std::fs::remove_dir_all(&target).unwrap();
     }
 }
@@ -168,7 +217,11 @@ fn assert_repository_healthy(repo: &Path, src: &Path, generations: &BTreeMap<Str
 fn crash_backup_at_random_moments_keeps_every_snapshot_restorable() {
     let mut rng = Rng::new();
     let tmp = tempfile::tempdir().unwrap();
-    let (repo, src, scratch) = (tmp.path().join("repo"), tmp.path().join("src"), tmp.path().join("scratch"));
+    let (repo, src, scratch) = (
+        tmp.path().join("repo"),
+        tmp.path().join("src"),
+        tmp.path().join("scratch"),
+    );
     std::fs::create_dir_all(&scratch).unwrap();
     ok(cairn(&repo).args(["init", "--insecure-kdf"]));
     let mut generations = BTreeMap::new();
@@ -182,12 +235,23 @@ fn crash_backup_at_random_moments_keeps_every_snapshot_restorable() {
 
     let n = iterations();
     let mut killed = 0;
+    let mut duration = duration;
     for generation in 1..=n {
         mutate_source(&src, &mut rng, generation);
         let tag = format!("gen-{generation}");
         let _ = generations.insert(tag.clone(), read_tree(&src));
-        let finished = kill_at_random(cairn(&repo).args(["backup", "--tag", &tag]).arg(&src), &mut rng, duration * 6 / 5);
-        killed += usize::from(!finished);
+        let mut cmd = cairn(&repo);
+        let _ = cmd.args(["backup", "--tag", &tag]).arg(&src);
+        if generation % 4 == 0 {
+            // Every fourth backup runs to the end: the source grows, so this keeps the kill
+            // window covering the whole run, the final index and snapshot writes included.
+            let start = Instant::now();
+            ok(&mut cmd);
+            duration = start.elapsed();
+        } else {
+            let finished = kill_at_random(&mut cmd, &mut rng, duration * 13 / 10);
+            killed += usize::from(!finished);
+        }
         // Check thoroughly every few iterations and at the end; the long run checks often.
         if generation % 3 == 0 || generation == n {
             assert_repository_healthy(&repo, &src, &generations, &scratch);
@@ -197,7 +261,9 @@ fn crash_backup_at_random_moments_keeps_every_snapshot_restorable() {
     // A new backup after all the crashes succeeds and restores.
     mutate_source(&src, &mut rng, n + 1);
     let _ = generations.insert(format!("gen-{}", n + 1), read_tree(&src));
-    ok(cairn(&repo).args(["backup", "--tag", &format!("gen-{}", n + 1)]).arg(&src));
+    ok(cairn(&repo)
+        .args(["backup", "--tag", &format!("gen-{}", n + 1)])
+        .arg(&src));
     assert_repository_healthy(&repo, &src, &generations, &scratch);
 }
 

@@ -110,7 +110,7 @@ impl App {
         let mut opts = OpenOptions::default();
         opts.cache_dir = self.cache_dir();
         Repository::open(backend, &secret, &opts).map_err(|e| {
-            if e.kind() == repo_core::ErrorKind::NotFound {
+            if e.kind() == repo_core::ErrorKind::NoRepository {
                 Failure::NoRepository(e.to_string()).into()
             } else {
                 anyhow::Error::new(e)

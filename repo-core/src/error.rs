@@ -12,6 +12,8 @@ use std::fmt;
 pub enum ErrorKind {
     /// An object, snapshot, path or repository does not exist.
     NotFound,
+    /// There is no repository at the given location.
+    NoRepository,
     /// No key file opens with the given password or key.
     WrongSecret,
     /// Repository bytes failed authentication, hashing or decoding.

@@ -11,8 +11,37 @@ use std::fmt;
 use crate::error::{Error, Result};
 
 /// A 32-byte object id.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+///
+/// Binary encodings (postcard, the on-disk format) carry the 32 raw bytes; human-readable
+/// ones (JSON) carry the 64-digit hex form.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Id(pub [u8; 32]);
+
+impl Serialize for Id {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&self.to_hex())
+        } else {
+            self.0.serialize(serializer)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let s = String::deserialize(deserializer)?;
+            Self::from_hex(&s).map_err(serde::de::Error::custom)
+        } else {
+            <[u8; 32]>::deserialize(deserializer).map(Self)
+        }
+    }
+}
 
 impl Id {
     /// The unkeyed BLAKE3 hash of `data` (names of packs, index and snapshot files).
@@ -133,5 +162,24 @@ mod tests {
         assert_eq!(format!("{id}").len(), 8);
         assert_eq!(format!("{id:#}").len(), 64);
         assert!(Id::from_hex("zz").is_err());
+    }
+
+    #[test]
+    fn id_is_hex_in_json_and_raw_in_postcard() {
+        let id = Id::hash(b"abc");
+        assert_eq!(
+            serde_json::to_string(&id).unwrap(),
+            format!("\"{}\"", id.to_hex())
+        );
+        assert_eq!(
+            serde_json::from_str::<Id>(&serde_json::to_string(&id).unwrap()).unwrap(),
+            id
+        );
+        assert_eq!(postcard::to_stdvec(&id).unwrap(), id.0.to_vec());
+        let typed = crate::id::BlobId(id);
+        assert_eq!(
+            serde_json::to_string(&typed).unwrap(),
+            format!("\"{}\"", id.to_hex())
+        );
     }
 }

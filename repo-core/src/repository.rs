@@ -150,7 +150,7 @@ impl Repository<Opened> {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(Error::new(
-                    ErrorKind::NotFound,
+                    ErrorKind::NoRepository,
                     format!("no repository at {}", backend.location()),
                 ))
             }

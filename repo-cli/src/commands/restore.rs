@@ -179,7 +179,7 @@ fn print_plan(
     if app.global.json {
         let mut body = serde_json::to_value(plan)?;
         if let Value::Object(m) = &mut body {
-            // The library serializes ids as byte arrays; the hex form is in `snapshot_id`.
+            // The id is reported once, as `snapshot_id`.
             let _ = m.remove("snapshot");
         }
         output::json_line(&PlanJson {

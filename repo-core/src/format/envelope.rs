@@ -265,30 +265,12 @@ pub fn verify_blob(
     }
 }
 
-/// Decodes a blob stored as `bytes`: opens it, decompresses to exactly `raw_len` bytes and checks
-/// that its keyed hash is `id`.
-pub fn decode_blob(
-    key: &MasterKey,
-    blob_type: BlobType,
-    id: &BlobId,
-    bytes: &[u8],
+/// Decodes a decrypted blob plaintext (`compression || payload`) into at most `raw_len` bytes.
+pub fn decode_blob_plaintext(
+    plaintext: &[u8],
     raw_len: u32,
+    object: &dyn std::fmt::Display,
 ) -> Result<Vec<u8>> {
-    let object = format_args!("{} blob {id}", blob_type.as_str());
-    if raw_len > blob_type.max_raw_len() {
-        return Err(Error::corrupt(
-            CorruptionKind::BadEncoding,
-            object,
-            format!("raw length {raw_len} exceeds the limit"),
-        ));
-    }
-    let plaintext = open(
-        key,
-        ObjectType::of_blob(blob_type),
-        id.as_bytes(),
-        bytes,
-        &object,
-    )?;
     let raw = match plaintext.split_first() {
         Some((&COMPRESSION_NONE, payload)) => payload.to_vec(),
         Some((&COMPRESSION_ZSTD, payload)) => {
@@ -315,6 +297,34 @@ pub fn decode_blob(
             ))
         }
     };
+    Ok(raw)
+}
+
+/// Decodes a blob stored as `bytes`: opens it, decompresses to exactly `raw_len` bytes and checks
+/// that its keyed hash is `id`.
+pub fn decode_blob(
+    key: &MasterKey,
+    blob_type: BlobType,
+    id: &BlobId,
+    bytes: &[u8],
+    raw_len: u32,
+) -> Result<Vec<u8>> {
+    let object = format_args!("{} blob {id}", blob_type.as_str());
+    if raw_len > blob_type.max_raw_len() {
+        return Err(Error::corrupt(
+            CorruptionKind::BadEncoding,
+            object,
+            format!("raw length {raw_len} exceeds the limit"),
+        ));
+    }
+    let plaintext = open(
+        key,
+        ObjectType::of_blob(blob_type),
+        id.as_bytes(),
+        bytes,
+        &object,
+    )?;
+    let raw = decode_blob_plaintext(&plaintext, raw_len, &object)?;
     if raw.len() != raw_len as usize {
         return Err(Error::corrupt(
             CorruptionKind::IdMismatch,

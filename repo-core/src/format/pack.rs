@@ -92,12 +92,21 @@ pub fn decode_header(
     object: &dyn std::fmt::Display,
 ) -> Result<Vec<LocatedEntry>> {
     let plaintext = envelope::open(key, ObjectType::PackHeader, b"", header, object)?;
-    let entries: Vec<PackEntry> = decode_exact(split_version(&plaintext, object)?, object)?;
     let blobs_end = pack_len
         .checked_sub(header.len() as u64 + TRAILER_LEN as u64)
         .ok_or_else(|| {
             Error::corrupt(CorruptionKind::Truncated, object, "shorter than its header")
         })?;
+    decode_header_plaintext(&plaintext, blobs_end, object)
+}
+
+/// Decodes a decrypted pack header and checks that its blobs exactly fill `blobs_end` bytes.
+pub fn decode_header_plaintext(
+    plaintext: &[u8],
+    blobs_end: u64,
+    object: &dyn std::fmt::Display,
+) -> Result<Vec<LocatedEntry>> {
+    let entries: Vec<PackEntry> = decode_exact(split_version(plaintext, object)?, object)?;
     let mut offset: u64 = 0;
     let mut out = Vec::with_capacity(entries.len());
     for entry in entries {
