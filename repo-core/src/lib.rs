@@ -47,6 +47,8 @@ pub mod crypto;
 mod error;
 #[doc(hidden)]
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod id;
 pub mod index;
 mod inspect;
