@@ -51,6 +51,8 @@ pub fn read(global: &GlobalArgs, purpose: Purpose) -> Result<Secret> {
 
 fn first_line(mut bytes: Vec<u8>) -> Vec<u8> {
     if let Some(n) = bytes.iter().position(|&b| b == b'\n') {
+        // Wipe what follows the first line before dropping it: it may be secret too.
+        zeroize::Zeroize::zeroize(&mut bytes[n..]);
         bytes.truncate(n);
     }
     if bytes.last() == Some(&b'\r') {
@@ -88,8 +90,8 @@ fn prompt(purpose: Purpose) -> Result<Secret> {
             if first.is_empty() {
                 bail!("an empty password is not allowed for a new repository");
             }
-            let second = ask("enter password again: ")?;
-            if first != second {
+            let second = zeroize::Zeroizing::new(ask("enter password again: ")?);
+            if first != *second {
                 bail!("the passwords do not match; nothing was created");
             }
             Ok(Secret::password(first))

@@ -882,6 +882,11 @@ fn write_with_retry(shared: &Shared<'_>, ft: FileType, name: &str, bytes: &[u8])
 
 /// Counts files and bytes under the sources for the progress ETA.
 fn scan(shared: &Shared<'_>, excluder: &Excluder, roots: &[PathBuf]) {
+    shared.ctx.progress.event(&ProgressEvent::PhaseStarted {
+        phase: Phase::Scan,
+        total_items: None,
+        total_bytes: None,
+    });
     let mut stack: Vec<PathBuf> = roots.to_vec();
     let (mut items, mut bytes) = (0u64, 0u64);
     let mut last = std::time::Instant::now();
