@@ -840,7 +840,7 @@ fn uploader(shared: &Shared<'_>, rx: &Receiver<SealedPack>) {
         let result = if shared.dry_run {
             Ok(())
         } else {
-            write_with_retry(shared, FileType::Pack, &pack.id.to_hex(), &pack.bytes)
+            upload(shared, &pack.id.to_hex(), &pack.bytes)
         };
         match result {
             Ok(()) => {
@@ -865,19 +865,24 @@ fn uploader(shared: &Shared<'_>, rx: &Receiver<SealedPack>) {
     }
 }
 
-/// Writes with a few retries on transient errors.
-fn write_with_retry(shared: &Shared<'_>, ft: FileType, name: &str, bytes: &[u8]) -> Result<()> {
-    let mut delay = std::time::Duration::from_millis(200);
-    for attempt in 0.. {
-        match shared.repo.backend().write(ft, name, bytes) {
-            Err(e) if e.is_transient() && attempt < 4 && !shared.ctx.cancel.is_cancelled() => {
-                std::thread::sleep(delay);
-                delay *= 3;
-            }
-            other => return other,
-        }
+/// Uploads a pack and confirms that the stored object has its full length (a short or empty
+/// object reported as written is a known failure of some storage stacks). Transient failures
+/// are retried by the repository's retry layer.
+fn upload(shared: &Shared<'_>, name: &str, bytes: &[u8]) -> Result<()> {
+    let backend = shared.repo.backend();
+    backend.write(FileType::Pack, name, bytes)?;
+    let stored = backend.size(FileType::Pack, name)?;
+    if stored != bytes.len() as u64 {
+        return Err(Error::backend(
+            format!(
+                "pack {}: storage holds {stored} of {} bytes after the upload",
+                &name[..8],
+                bytes.len()
+            ),
+            true,
+        ));
     }
-    unreachable!("the retry loop returns")
+    Ok(())
 }
 
 /// Counts files and bytes under the sources for the progress ETA.

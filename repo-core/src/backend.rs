@@ -10,9 +10,11 @@
 
 mod local;
 mod memory;
+mod retry;
 
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
+pub use retry::RetryBackend;
 
 use crate::error::Result;
 
@@ -74,6 +76,22 @@ pub trait Backend: Send + Sync {
     /// Reads `len` bytes at `offset`; a range past the end is an error.
     fn read_range(&self, file_type: FileType, name: &str, offset: u64, len: u32)
         -> Result<Vec<u8>>;
+
+    /// The length of a stored object (used to confirm that an upload arrived whole).
+    ///
+    /// The default lists the type; backends with a cheaper way (stat, HEAD) override it.
+    fn size(&self, file_type: FileType, name: &str) -> Result<u64> {
+        self.list(file_type)?
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s)
+            .ok_or_else(|| {
+                crate::Error::new(
+                    crate::ErrorKind::NotFound,
+                    format!("{}/{name}: not found", file_type.dir()),
+                )
+            })
+    }
 
     /// Lists the objects of a type with their lengths.
     fn list(&self, file_type: FileType) -> Result<Vec<(String, u64)>>;

@@ -134,6 +134,7 @@ impl Repository<Opened> {
             pack_size: opts.pack_size,
         };
         config.validate().map_err(Error::invalid)?;
+        let backend: Arc<dyn Backend> = Arc::new(crate::backend::RetryBackend::new(backend));
         opts.kdf.derive(b"", &[0u8; 16])?;
         backend.create()?;
         let key = MasterKey::generate()?;
@@ -146,6 +147,7 @@ impl Repository<Opened> {
 
     /// Opens an existing repository with a password or raw master key.
     pub fn open(backend: Arc<dyn Backend>, secret: &Secret, opts: &OpenOptions) -> Result<Self> {
+        let backend: Arc<dyn Backend> = Arc::new(crate::backend::RetryBackend::new(backend));
         let config_bytes = match backend.read(FileType::Config, "config") {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => {

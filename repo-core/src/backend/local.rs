@@ -234,6 +234,13 @@ impl Backend for LocalBackend {
         Ok(out)
     }
 
+    fn size(&self, file_type: FileType, name: &str) -> Result<u64> {
+        let path = self.path_of(file_type, name)?;
+        fs::metadata(&path)
+            .map(|m| m.len())
+            .map_err(|e| io_err(format!("stat {}", path.display()), e))
+    }
+
     fn delete(&self, file_type: FileType, name: &str) -> Result<()> {
         let path = self.path_of(file_type, name)?;
         match fs::remove_file(&path) {

@@ -104,6 +104,10 @@ impl Backend for MemoryBackend {
             .collect())
     }
 
+    fn size(&self, file_type: FileType, name: &str) -> Result<u64> {
+        Ok(self.get(file_type, name)?.len() as u64)
+    }
+
     fn delete(&self, file_type: FileType, name: &str) -> Result<()> {
         let _ = self.map().remove(&(file_type, name.to_string()));
         Ok(())
