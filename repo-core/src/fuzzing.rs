@@ -18,8 +18,11 @@ use crate::format::{keyfile, pack, BlobType};
 use crate::id::BlobId;
 use crate::index::MasterIndex;
 
+/// A fuzz target body.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, as `fuzz/Cargo.toml` lists them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("decode_keyfile", decode_keyfile),
     ("decode_config", decode_config),
     ("decode_envelope", decode_envelope),
