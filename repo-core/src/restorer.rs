@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::FileType;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{CorruptionKind, Error, ErrorKind, Result};
 use crate::format::envelope;
 use crate::format::tree::{Node, NodeKind};
 use crate::format::BlobType;
@@ -269,6 +269,7 @@ impl Repository<Indexed> {
                     plan.files += 1;
                     if e.link_to.is_none() {
                         plan.bytes += e.node.size;
+                        let mut content_len = 0u64;
                         for id in &e.node.content {
                             let loc = self.index().lookup(BlobType::Data, id).ok_or_else(|| {
                                 Error::new(
@@ -280,6 +281,19 @@ impl Repository<Indexed> {
                                 )
                             })?;
                             let _ = packs.insert(loc.pack);
+                            content_len += u64::from(loc.raw_len);
+                        }
+                        // A size that disagrees with the content (a damaged or hostile tree)
+                        // would make a huge sparse file, or writes past the file's end.
+                        if content_len != e.node.size {
+                            return Err(Error::corrupt(
+                                CorruptionKind::BadEncoding,
+                                format_args!("snapshot {}: file {}", snapshot.id, e.path.display()),
+                                format_args!(
+                                    "size {} but its content holds {content_len} bytes",
+                                    e.node.size
+                                ),
+                            ));
                         }
                     }
                 }
@@ -393,7 +407,9 @@ impl Restorer<'_, '_> {
             let path = self.target.join(&e.path);
             match fs::symlink_metadata(&path) {
                 Ok(m) if m.is_dir() => {}
-                Ok(_) if self.plan.opts.overwrite == Overwrite::Always => {
+                // A file or symlink where the snapshot has a directory never matches it, so
+                // if-changed replaces it like always does.
+                Ok(_) if self.plan.opts.overwrite != Overwrite::Never => {
                     fs::remove_file(&path).map_err(|err| io("replace", &path, err))?;
                     fs::create_dir(&path).map_err(|err| io("create directory", &path, err))?;
                 }
@@ -567,7 +583,9 @@ impl Restorer<'_, '_> {
             }
             _ => {}
         }
-        if !meta.is_file() {
+        // A file with other hard links is replaced, not rewritten in place: writing through
+        // it would change its other names, which may lie outside the target.
+        if !meta.is_file() || meta.nlink() > 1 {
             self.clear_for_special(path)?;
         }
         Ok(false)
@@ -651,12 +669,16 @@ impl Restorer<'_, '_> {
                 run_end = run_end.max(blobs[end].offset + blobs[end].stored_len);
                 end += 1;
             }
-            let bytes = self.repo.backend().read_range(
-                FileType::Pack,
-                &pack.to_hex(),
-                u64::from(run_start),
-                run_end - run_start,
-            )?;
+            let bytes = self
+                .repo
+                .backend()
+                .read_range(
+                    FileType::Pack,
+                    &pack.to_hex(),
+                    u64::from(run_start),
+                    run_end - run_start,
+                )
+                .map_err(|e| e.context(format_args!("pack {pack}")))?;
             for b in &blobs[start..end] {
                 let at = (b.offset - run_start) as usize;
                 let stored = bytes.get(at..at + b.stored_len as usize).ok_or_else(|| {

@@ -142,33 +142,22 @@ impl Repository<Indexed> {
             let mut sub = Vec::new();
             for name in names {
                 let path = dir.join(OsStr::from_bytes(name));
-                let shown = path.to_string_lossy().into_owned();
                 let (na, nb) = (ta.find(name), tb.find(name));
                 let dir_of = |n: Option<&Node>| {
                     n.filter(|n| n.kind == NodeKind::Dir)
                         .and_then(|n| n.subtree)
                 };
-                match (na, nb) {
-                    (None, Some(_)) => out.push(DiffEntry {
-                        path: shown,
-                        kind: DiffKind::Added,
-                    }),
-                    (Some(_), None) => out.push(DiffEntry {
-                        path: shown,
-                        kind: DiffKind::Removed,
-                    }),
+                let kind = match (na, nb) {
+                    (None, Some(_)) => Some(DiffKind::Added),
+                    (Some(_), None) => Some(DiffKind::Removed),
                     (Some(x), Some(y)) => {
                         if x.kind != y.kind
                             || x.content != y.content
                             || x.symlink_target != y.symlink_target
                             || x.size != y.size
                         {
-                            if !(x.kind == NodeKind::Dir && y.kind == NodeKind::Dir) {
-                                out.push(DiffEntry {
-                                    path: shown,
-                                    kind: DiffKind::Modified,
-                                });
-                            }
+                            (!(x.kind == NodeKind::Dir && y.kind == NodeKind::Dir))
+                                .then_some(DiffKind::Modified)
                         } else if x.kind != NodeKind::Dir
                             && (x.mode != y.mode
                                 || x.uid != y.uid
@@ -176,23 +165,28 @@ impl Repository<Indexed> {
                                 || x.mtime_ns != y.mtime_ns
                                 || x.xattrs != y.xattrs)
                         {
-                            out.push(DiffEntry {
-                                path: shown,
-                                kind: DiffKind::Metadata,
-                            });
+                            Some(DiffKind::Metadata)
+                        } else {
+                            None
                         }
                     }
-                    (None, None) => {}
+                    (None, None) => None,
+                };
+                if let Some(kind) = kind {
+                    let shown = path.to_string_lossy().into_owned();
+                    out.push((path.clone(), DiffEntry { path: shown, kind }));
                 }
                 let (da, db) = (dir_of(na), dir_of(nb));
                 if (da.is_some() || db.is_some()) && da != db {
                     sub.push((da, db, path));
                 }
             }
-            // Reverse so the stack pops in path order.
             stack.extend(sub.into_iter().rev());
         }
-        Ok(out)
+        // A directory's entries are found before those of its subdirectories: sort by the raw
+        // path, component by component, which is pre-order with names in byte order.
+        out.sort_by(|x, y| x.0.cmp(&y.0));
+        Ok(out.into_iter().map(|(_, entry)| entry).collect())
     }
 
     /// Entries whose name or path matches one of `patterns`, across `snapshots`.
