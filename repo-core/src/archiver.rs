@@ -870,19 +870,21 @@ fn uploader(shared: &Shared<'_>, rx: &Receiver<SealedPack>) {
 /// are retried by the repository's retry layer.
 fn upload(shared: &Shared<'_>, name: &str, bytes: &[u8]) -> Result<()> {
     let backend = shared.repo.backend();
-    backend.write(FileType::Pack, name, bytes)?;
-    let stored = backend.size(FileType::Pack, name)?;
-    if stored != bytes.len() as u64 {
-        return Err(Error::backend(
-            format!(
-                "pack {}: storage holds {stored} of {} bytes after the upload",
-                &name[..8],
-                bytes.len()
-            ),
-            true,
-        ));
+    let mut attempt = 1;
+    loop {
+        backend.write(FileType::Pack, name, bytes)?;
+        let stored = backend.size(FileType::Pack, name)?;
+        if stored == bytes.len() as u64 {
+            return Ok(());
+        }
+        if attempt == 3 || shared.ctx.cancel.is_cancelled() {
+            return Err(Error::backend(
+                format!("pack {}: storage holds {stored} of {} bytes after the upload ({attempt} attempts)", &name[..8], bytes.len()),
+                false,
+            ));
+        }
+        attempt += 1;
     }
-    Ok(())
 }
 
 /// Counts files and bytes under the sources for the progress ETA.
@@ -1110,8 +1112,20 @@ impl Repository<Indexed> {
                 })
             }
         };
+        // An unreadable parent only costs speed: every file is then read again.
         let parent_root = match &parent {
-            Some(p) => Some(self.read_tree(&p.meta.tree)?),
+            Some(p) => match self.read_tree(&p.meta.tree) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    let message =
+                        format!("parent snapshot {} unusable, reading every file: {e}", p.id);
+                    ctx.progress.event(&ProgressEvent::Warning {
+                        path: Path::new("/"),
+                        message: &message,
+                    });
+                    None
+                }
+            },
             None => None,
         };
 
