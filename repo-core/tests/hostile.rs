@@ -620,3 +620,87 @@ fn tree_encoder_refuses_hostile_names() {
         assert!(tree.to_plaintext().is_err(), "{name:?}");
     }
 }
+
+#[test]
+fn empty_location_is_no_repository_and_init_refuses_a_used_one() {
+    let empty: std::sync::Arc<dyn repo_core::Backend> =
+        std::sync::Arc::new(repo_core::MemoryBackend::new());
+    let err = repo_core::Repository::open(
+        std::sync::Arc::clone(&empty),
+        &fixture::secret(),
+        &repo_core::OpenOptions::default(),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(err.kind(), ErrorKind::NoRepository, "{err}");
+
+    let fx = Fixture::memory();
+    let err = repo_core::Repository::init(
+        std::sync::Arc::clone(&fx.backend),
+        &fixture::secret(),
+        &fixture::init_options(),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(
+        fx.open(&fixture::secret()).is_ok(),
+        "the repository is untouched"
+    );
+
+    let err = repo_core::Repository::init(
+        empty,
+        &Secret::MasterKey(vec![0; 72]),
+        &fixture::init_options(),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+}
+
+#[test]
+fn config_of_a_newer_format_version_is_unsupported() {
+    let fx = Fixture::memory();
+    let key = fx.repo().master_key();
+    let mut plain = fx.repo().config().to_plaintext().unwrap();
+    plain[0] = repo_core::format::FORMAT_VERSION + 1;
+    let sealed = envelope::seal(key, ObjectType::Config, b"", &plain).unwrap();
+    fx.memory
+        .as_ref()
+        .unwrap()
+        .put_raw(FileType::Config, "config", sealed);
+    let err = fx.open(&fixture::secret()).err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::UnsupportedVersion, "{err}");
+    assert!(err.to_string().contains("upgrade"), "{err}");
+}
+
+#[test]
+fn an_index_file_listed_twice_is_harmless() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fx = Fixture::memory();
+    let snapshot = backed_up(&mut fx, tmp.path());
+    let blobs = fx.repo().index().len();
+    // The same content sealed again (a new nonce, so a new name): a replayed upload.
+    let key = fx.repo().master_key().clone();
+    for (name, _) in fx.backend.list(FileType::Index).unwrap() {
+        let bytes = fx.backend.read(FileType::Index, &name).unwrap();
+        let plain = envelope::open(&key, ObjectType::Index, b"", &bytes, &"index").unwrap();
+        let again = envelope::seal(&key, ObjectType::Index, b"", &plain).unwrap();
+        assert_ne!(again, bytes);
+        fx.backend
+            .write(FileType::Index, &Id::hash(&again).to_hex(), &again)
+            .unwrap();
+    }
+    fx.reload();
+    assert_eq!(
+        fx.repo().index().len(),
+        blobs,
+        "blobs are not counted twice"
+    );
+    assert!(fx.repo().skipped_index_files().is_empty());
+    let report = fx.check(true);
+    assert!(report.is_clean(), "{:?}", report.problems);
+    let target = tmp.path().join("target");
+    let _ = fx.restore_dir(&snapshot, &tmp.path().join("src"), &target);
+    fixture::assert_same_tree(&tmp.path().join("src"), &target);
+}

@@ -112,8 +112,15 @@ fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'st
     let _ = std::thread::spawn(move || {
         let _ = tx.send(f());
     });
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("did not finish within {limit:?} (a fifo opened for reading?)"))
+    match rx.recv_timeout(limit) {
+        Ok(value) => value,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("did not finish within {limit:?} (a fifo opened for reading?)")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            panic!("the thread panicked (see its message above)")
+        }
+    }
 }
 
 #[test]
@@ -410,20 +417,29 @@ fn several_paths_share_one_snapshot_and_restore_under_their_absolute_paths() {
     write(&src.join("a/inner/deep"), b"deep");
     write(&src.join("b/y"), b"y");
     write(&src.join("c/z"), b"not backed up");
+    write(&src.join("single.txt"), b"a file as a backup path");
     let mut fx = Fixture::memory();
     // A path inside another backup path is covered by it and not recorded twice.
     let (summary, snapshot) = fx.backup(
-        &[&src.join("b"), &src.join("a"), &src.join("a/inner")],
+        &[
+            &src.join("b"),
+            &src.join("single.txt"),
+            &src.join("a"),
+            &src.join("a/inner"),
+        ],
         &repo_core::BackupOptions::default(),
     );
-    assert_eq!(summary.stats.files_new, 3);
+    assert_eq!(summary.stats.files_new, 4);
     let recorded: Vec<PathBuf> = snapshot
         .meta
         .paths
         .iter()
         .map(|p| PathBuf::from(OsStr::from_bytes(p)))
         .collect();
-    assert_eq!(recorded, vec![src.join("a"), src.join("b")]);
+    assert_eq!(
+        recorded,
+        vec![src.join("a"), src.join("b"), src.join("single.txt")]
+    );
 
     let target = tmp.path().join("target");
     let _ = fx
@@ -432,7 +448,19 @@ fn several_paths_share_one_snapshot_and_restore_under_their_absolute_paths() {
     let restored_src = target.join(src.strip_prefix("/").unwrap());
     assert_same_tree(&src.join("a"), &restored_src.join("a"));
     assert_same_tree(&src.join("b"), &restored_src.join("b"));
+    assert_eq!(
+        fs::read(restored_src.join("single.txt")).unwrap(),
+        b"a file as a backup path"
+    );
     assert!(!restored_src.join("c").exists());
+
+    // A file path as the restore subpath restores that one file.
+    let one = tmp.path().join("one");
+    let _ = fx.restore_dir(&snapshot, &src.join("single.txt"), &one);
+    assert_eq!(
+        fs::read(one.join("single.txt")).unwrap(),
+        b"a file as a backup path"
+    );
 }
 
 /// Collects warnings and skipped entries from progress events.
