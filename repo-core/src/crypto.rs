@@ -189,12 +189,13 @@ impl KdfParams {
         }
     }
 
-    /// Largest memory cost accepted from a key file (4 GiB), so a hostile key file cannot exhaust memory.
-    pub const MAX_M_COST_KIB: u32 = 4 * 1024 * 1024;
-    /// Largest pass count accepted from a key file.
-    pub const MAX_T_COST: u32 = 64;
+    /// Largest memory cost accepted from a key file (1 GiB, 16 times the default), so a hostile
+    /// key file cannot make opening a repository exhaust memory.
+    pub const MAX_M_COST_KIB: u32 = 1024 * 1024;
+    /// Largest pass count accepted from a key file (a hostile file cannot stall open for long).
+    pub const MAX_T_COST: u32 = 16;
     /// Largest lane count accepted from a key file.
-    pub const MAX_P_COST: u32 = 64;
+    pub const MAX_P_COST: u32 = 16;
 
     /// Derives the 32-byte wrapping key from a password and salt.
     pub fn derive(&self, password: &[u8], salt: &[u8]) -> Result<Zeroizing<[u8; 32]>> {

@@ -539,17 +539,26 @@ impl Restorer<'_, '_> {
                 .others += 1;
         }
         // 4. Metadata: files and others, then directories deepest first.
+        // An entry counts as done for progress once its metadata is set.
+        let done = || {
+            self.ctx.progress.event(&ProgressEvent::Advanced {
+                phase: Phase::Restore,
+                items: 1,
+                bytes: 0,
+            });
+        };
         for e in &self.plan.entries {
-            if e.node.kind != NodeKind::Dir
-                && e.link_to.is_none()
-                && !under_blocked(&e.path, &blocked)
-            {
-                self.set_metadata(&self.target.join(&e.path), &e.node);
+            if e.node.kind != NodeKind::Dir && !under_blocked(&e.path, &blocked) {
+                if e.link_to.is_none() {
+                    self.set_metadata(&self.target.join(&e.path), &e.node);
+                }
+                done();
             }
         }
         for e in self.plan.entries.iter().rev() {
             if e.node.kind == NodeKind::Dir && !under_blocked(&e.path, &blocked) {
                 self.set_metadata(&self.target.join(&e.path), &e.node);
+                done();
             }
         }
         self.ctx.progress.event(&ProgressEvent::PhaseFinished {
