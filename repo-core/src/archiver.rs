@@ -830,9 +830,16 @@ impl PackBuilder {
         }
     }
 
-    fn add(&mut self, blob: SealedBlob) -> Result<()> {
+    fn add(&mut self, blob: SealedBlob, target: usize) -> Result<()> {
         let stored_len = u32::try_from(blob.stored.len())
             .map_err(|_| Error::internal("blob larger than 4 GiB"))?;
+        if self.buf.capacity() == 0 {
+            // A pack ends at the first blob that reaches the target, so it never needs more than
+            // the target plus one blob and its header: reserving that avoids reallocating (and
+            // briefly holding) a second copy. Untouched reserved pages cost no memory.
+            self.buf
+                .reserve_exact(target + blob.stored.len().max(16 << 20) + (1 << 20));
+        }
         self.buf.extend_from_slice(&blob.stored);
         self.entries.push(PackEntry {
             blob_type: blob.blob_type,
@@ -909,7 +916,7 @@ fn packer(shared: &Shared<'_>, rx: Receiver<SealedBlob>, tx: Sender<SealedPack>,
         } else {
             &mut trees
         };
-        if let Err(e) = b.add(blob).and_then(|()| step(b, false)) {
+        if let Err(e) = b.add(blob, target).and_then(|()| step(b, false)) {
             shared.fail(e);
         }
     }
@@ -1249,7 +1256,9 @@ impl Repository<Indexed> {
         let (res_tx, res_rx) = unbounded::<FileResult>();
         let (blob_tx, blob_rx) = bounded::<NewBlob>(cores * 2);
         let (sealed_tx, sealed_rx) = bounded::<SealedBlob>(cores * 2);
-        let (pack_tx, pack_rx) = bounded::<SealedPack>(2);
+        // A rendezvous channel: a sealed pack waits in the packer until an uploader is free,
+        // so at most one pack is being filled and one per uploader is in flight.
+        let (pack_tx, pack_rx) = bounded::<SealedPack>(0);
 
         let mut walker_skipped = Vec::new();
         let outcome: Result<Collected> = std::thread::scope(|s| {

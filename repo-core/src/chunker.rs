@@ -85,30 +85,28 @@ impl Chunker {
 
     /// Starts a new stream.
     pub fn reset(&mut self) {
+        self.buf.clear();
         self.pos = 0;
         self.len = 0;
         self.eof = false;
     }
 
     fn fill(&mut self, reader: &mut dyn Read) -> io::Result<()> {
+        // Room for two maximal chunks, so the memmove below stays under one byte per byte read.
         let want = (2 * self.params.max as usize).max(4 * 1024 * 1024);
-        if self.buf.len() < want {
-            self.buf.resize(want, 0);
-        }
-        self.buf.copy_within(self.pos..self.len, 0);
-        self.len -= self.pos;
+        let _ = self.buf.drain(..self.pos);
         self.pos = 0;
-        while self.len < self.buf.len() {
-            match reader.read(&mut self.buf[self.len..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
-                }
-                Ok(n) => self.len += n.min(self.buf.len() - self.len),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        if self.buf.capacity() < want {
+            self.buf.reserve_exact(want - self.buf.len());
         }
+        // Reading into spare capacity touches only the pages the data needs: a small file
+        // costs kilobytes of memory, not the whole buffer.
+        let limit = (want - self.buf.len()) as u64;
+        let n = reader.take(limit).read_to_end(&mut self.buf)?;
+        if (n as u64) < limit {
+            self.eof = true;
+        }
+        self.len = self.buf.len();
         Ok(())
     }
 

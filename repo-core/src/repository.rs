@@ -102,11 +102,20 @@ pub struct Repository<S = Opened> {
     pub(crate) key: MasterKey,
     pub(crate) config: Config,
     pub(crate) cache: Option<crate::cache::Cache>,
-    tree_cache: Mutex<HashMap<BlobId, Arc<Tree>>>,
+    tree_cache: Mutex<TreeCache>,
     pub(crate) state: S,
 }
 
-const TREE_CACHE_ENTRIES: usize = 4096;
+/// Decoded trees kept for reuse, bounded by their encoded size (a walk of a snapshot touches
+/// each tree once, a backup reads the parent's trees once; the cache serves repeats such as
+/// `node_at` lookups and FUSE without holding a whole snapshot's metadata).
+#[derive(Default)]
+struct TreeCache {
+    trees: HashMap<BlobId, Arc<Tree>>,
+    bytes: usize,
+}
+
+const TREE_CACHE_BYTES: usize = 16 << 20;
 
 pub(crate) fn now_ns() -> i64 {
     std::time::SystemTime::now()
@@ -239,7 +248,7 @@ impl Repository<Opened> {
             key,
             config,
             cache,
-            tree_cache: Mutex::new(HashMap::new()),
+            tree_cache: Mutex::new(TreeCache::default()),
             state: Opened,
         }
     }
@@ -541,6 +550,7 @@ impl Repository<Indexed> {
             .tree_cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .trees
             .get(id)
         {
             return Ok(Arc::clone(t));
@@ -551,10 +561,12 @@ impl Repository<Indexed> {
             .tree_cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cache.len() >= TREE_CACHE_ENTRIES {
-            cache.clear();
+        if cache.bytes + raw.len() > TREE_CACHE_BYTES {
+            cache.trees.clear();
+            cache.bytes = 0;
         }
-        let _ = cache.insert(*id, Arc::clone(&tree));
+        cache.bytes += raw.len();
+        let _ = cache.trees.insert(*id, Arc::clone(&tree));
         Ok(tree)
     }
 }

@@ -7,7 +7,7 @@
 //! checked with `lstat`, so symlinks already in the target are never followed either. Names come
 //! from validated trees (no empty, `.`, `..`, `/` or NUL), so every path stays inside the target.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -434,13 +434,26 @@ impl Restorer<'_, '_> {
                 .dirs += 1;
         }
         // 2. Regular files: create (sparse, at full length), then fill pack by pack.
+        let never = self.plan.opts.overwrite == Overwrite::Never;
+        // Existing entries kept by `Overwrite::Never`: neither replaced nor given the
+        // snapshot's metadata.
+        let mut left_alone: HashSet<usize> = HashSet::new();
+        // Files that hold the snapshot's content after this step, so later names can link to
+        // them. A hard link whose first name is not among them (left alone, or below a
+        // directory left alone) gets its own copy instead: a link would join an unrelated
+        // file, or reach through a symlink in the target.
+        let mut linkable: HashSet<&Path> = HashSet::new();
+        let mut own_copy: HashSet<usize> = HashSet::new();
         let mut files: Vec<usize> = Vec::new();
         for (i, e) in self.plan.entries.iter().enumerate() {
-            if e.node.kind != NodeKind::File
-                || e.link_to.is_some()
-                || under_blocked(&e.path, &blocked)
-            {
+            if e.node.kind != NodeKind::File || under_blocked(&e.path, &blocked) {
                 continue;
+            }
+            if let Some(first) = &e.link_to {
+                if linkable.contains(first.as_path()) {
+                    continue;
+                }
+                let _ = own_copy.insert(i);
             }
             let path = self.target.join(&e.path);
             if self.keep_existing(&path, &e.node)? {
@@ -448,6 +461,12 @@ impl Restorer<'_, '_> {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .files_skipped += 1;
+                if never {
+                    let _ = left_alone.insert(i);
+                } else {
+                    // Kept by if-changed: taken to match the snapshot.
+                    let _ = linkable.insert(&e.path);
+                }
                 continue;
             }
             let f = OpenOptions::new()
@@ -461,14 +480,30 @@ impl Restorer<'_, '_> {
             f.set_len(e.node.size)
                 .map_err(|err| io("size", &path, err))?;
             files.push(i);
+            let _ = linkable.insert(&e.path);
         }
         self.write_contents(&files)?;
         // 3. Hard links, special files and symlinks (symlinks last of all).
-        for e in &self.plan.entries {
-            if under_blocked(&e.path, &blocked) {
+        for (i, e) in self.plan.entries.iter().enumerate() {
+            if under_blocked(&e.path, &blocked) || own_copy.contains(&i) {
                 continue;
             }
             let path = self.target.join(&e.path);
+            let special = match e.node.kind {
+                NodeKind::File => e.link_to.is_some(),
+                NodeKind::Fifo | NodeKind::CharDevice | NodeKind::BlockDevice => true,
+                _ => false,
+            };
+            if special && never && fs::symlink_metadata(&path).is_ok() {
+                let _ = left_alone.insert(i);
+                if e.node.kind == NodeKind::File {
+                    self.summary
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .files_skipped += 1;
+                }
+                continue;
+            }
             let made = match (&e.node.kind, &e.link_to) {
                 (NodeKind::File, Some(first)) => {
                     self.clear_for_special(&path)?;
@@ -525,11 +560,15 @@ impl Restorer<'_, '_> {
                 }
             }
         }
-        for e in &self.plan.entries {
+        for (i, e) in self.plan.entries.iter().enumerate() {
             if e.node.kind != NodeKind::Symlink || under_blocked(&e.path, &blocked) {
                 continue;
             }
             let path = self.target.join(&e.path);
+            if never && fs::symlink_metadata(&path).is_ok() {
+                let _ = left_alone.insert(i);
+                continue;
+            }
             self.clear_for_special(&path)?;
             std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&e.node.symlink_target), &path)
                 .map_err(|err| io("symlink", &path, err))?;
@@ -547,9 +586,9 @@ impl Restorer<'_, '_> {
                 bytes: 0,
             });
         };
-        for e in &self.plan.entries {
+        for (i, e) in self.plan.entries.iter().enumerate() {
             if e.node.kind != NodeKind::Dir && !under_blocked(&e.path, &blocked) {
-                if e.link_to.is_none() {
+                if (e.link_to.is_none() || own_copy.contains(&i)) && !left_alone.contains(&i) {
                     self.set_metadata(&self.target.join(&e.path), &e.node);
                 }
                 done();
@@ -665,7 +704,9 @@ impl Restorer<'_, '_> {
 
     fn restore_pack(&self, pack: &PackId, blobs: &[NeededBlob]) -> Result<()> {
         self.ctx.cancel.check()?;
-        // Read runs of nearby blobs in one request; gaps over 1 MiB split the run.
+        // Read runs of nearby blobs in one request; gaps over 1 MiB split the run, and a run
+        // stops at about one pack's worth, so memory stays bounded by the pack size.
+        let max_run = self.repo.config().pack_size.saturating_add(1 << 20);
         let mut start = 0;
         while start < blobs.len() {
             let mut end = start + 1;
@@ -673,7 +714,7 @@ impl Restorer<'_, '_> {
             let mut run_end = run_start + blobs[start].stored_len;
             while end < blobs.len()
                 && blobs[end].offset <= run_end.saturating_add(1 << 20)
-                && (run_end - run_start) < (64 << 20)
+                && (run_end - run_start) < max_run
             {
                 run_end = run_end.max(blobs[end].offset + blobs[end].stored_len);
                 end += 1;
