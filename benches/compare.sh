@@ -9,6 +9,7 @@
 # WARM rounds read the dataset once before each step; COLD rounds drop the page cache before
 # each step (needs root and a writable /proc/sys/vm/drop_caches, else they are skipped).
 # The floor `tar -cf - DATASET | zstd -3 -T0 > /dev/null` is timed in the same rounds.
+# MODES="warm" (or "cold", default "warm cold") picks the rounds to run.
 # Prints a table of medians with ratios cairn/restic and cairn/borg; raw rows go to
 # $OUT/results.csv (OUT defaults to a temporary directory, printed at the end).
 #
@@ -80,8 +81,11 @@ change_one_percent() { # apply (1) or revert (0) a ~1 % change: append to every 
 }
 
 tools=(cairn restic borg)
-modes=(warm)
-[ "$can_drop" = 1 ] && modes+=(cold)
+modes=()
+for m in ${MODES:-warm cold}; do
+  if [ "$m" = cold ] && [ "$can_drop" != 1 ]; then echo "cold rounds skipped: cannot drop the page cache" >&2; continue; fi
+  modes+=("$m")
+done
 for mode in "${modes[@]}"; do
   for round in $(seq 1 "$ROUNDS"); do
     # Rotate the order each round so no tool always runs first.
