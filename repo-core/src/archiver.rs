@@ -21,7 +21,7 @@ use std::ffi::OsStr;
 use std::fs::{self, File, Metadata};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -278,10 +278,22 @@ impl Excluder {
             return true;
         }
         if self.caches {
-            if let Ok(mut f) = File::open(path.join("CACHEDIR.TAG")) {
-                let mut head = [0u8; 43];
-                if f.read_exact(&mut head).is_ok() && head == CACHEDIR_SIGNATURE {
-                    return true;
+            // Only a regular file can be a tag: opening a fifo would block the backup, opening
+            // a device could have side effects. Non-blocking, in case one is swapped in.
+            let tag = path.join("CACHEDIR.TAG");
+            if tag.metadata().is_ok_and(|m| m.is_file()) {
+                if let Ok(mut f) = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(nix::libc::O_NONBLOCK)
+                    .open(&tag)
+                {
+                    let mut head = [0u8; 43];
+                    if f.metadata().is_ok_and(|m| m.is_file())
+                        && f.read_exact(&mut head).is_ok()
+                        && head == CACHEDIR_SIGNATURE
+                    {
+                        return true;
+                    }
                 }
             }
         }

@@ -38,7 +38,7 @@ pub enum Overwrite {
     Always,
     /// Replace it unless its size and modification time already match the snapshot.
     IfChanged,
-    /// Keep it.
+    /// Keep it as it is, content and metadata (existing directories are merged into).
     Never,
 }
 

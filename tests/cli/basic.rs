@@ -6,15 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use serde_json::Value;
 
-use crate::support::{arg, assert_same_tree, is_root, text, write_sample_tree, Env};
-
-/// Parses stdout as a sequence of JSON values (JSON lines, or one indented document).
-fn json_lines(stdout: &[u8]) -> Vec<Value> {
-    serde_json::Deserializer::from_slice(stdout)
-        .into_iter::<Value>()
-        .map(|v| v.unwrap_or_else(|e| panic!("not JSON: {e}: {:?}", text(stdout))))
-        .collect()
-}
+use crate::support::{arg, assert_same_tree, is_root, json_lines, text, write_sample_tree, Env};
 
 /// Asserts that stderr is exactly one `error: ...` line and returns it.
 fn one_error_line(stderr: &[u8]) -> String {

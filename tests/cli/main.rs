@@ -6,4 +6,8 @@
 //! always created with the hidden `--insecure-kdf` flag so tests stay fast.
 
 mod basic;
+mod excludes;
+mod filekinds;
+mod incremental;
+mod restore;
 mod support;

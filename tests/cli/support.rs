@@ -8,6 +8,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 /// The password of test repositories.
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -74,6 +79,63 @@ impl Env {
         let out = self.ok(&["snapshots", "--json"]);
         serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).expect("snapshots JSON")
     }
+
+    /// Runs `cairn ARGS`, killing it (and failing the test) if it has not finished after
+    /// `limit`: for commands that would hang on a bug, such as a backup opening a fifo.
+    pub fn run_within(&self, args: &[&str], limit: Duration) -> Output {
+        let child = self
+            .cairn()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn cairn");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        let done = Arc::new(AtomicBool::new(false));
+        let killed = Arc::new(AtomicBool::new(false));
+        let watchdog = {
+            let (done, killed) = (Arc::clone(&done), Arc::clone(&killed));
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + limit;
+                while Instant::now() < deadline {
+                    if done.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                if !done.load(Ordering::SeqCst) {
+                    killed.store(true, Ordering::SeqCst);
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                }
+            })
+        };
+        let out = child.wait_with_output().expect("wait for cairn");
+        done.store(true, Ordering::SeqCst);
+        watchdog.join().expect("watchdog");
+        assert!(
+            !killed.load(Ordering::SeqCst),
+            "cairn {args:?} did not finish within {limit:?}\nstderr: {}",
+            text(&out.stderr)
+        );
+        out
+    }
+}
+
+/// Parses stdout as a sequence of JSON values (JSON lines, or one indented document).
+pub fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    serde_json::Deserializer::from_slice(stdout)
+        .into_iter::<Value>()
+        .map(|v| v.unwrap_or_else(|e| panic!("not JSON: {e}: {:?}", text(stdout))))
+        .collect()
+}
+
+/// The last JSON value on stdout, which must be a `{"message_type":"summary"}` object.
+pub fn summary(out: &Output) -> Value {
+    let v = json_lines(&out.stdout)
+        .pop()
+        .unwrap_or_else(|| panic!("no JSON output; stderr: {}", text(&out.stderr)));
+    assert_eq!(v["message_type"], "summary", "{v}");
+    v
 }
 
 /// Lossy text of process output.
@@ -164,4 +226,22 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
 /// Whether the tests run as root (who can read files whatever their mode).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
+}
+
+/// Every entry below `dir` (directories too, symlinks not followed) as sorted relative paths.
+pub fn tree_paths(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
+            let e = e.unwrap();
+            let p = e.path();
+            out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
 }

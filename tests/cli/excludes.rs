@@ -1,0 +1,191 @@
+//! Backup exclusion rules through the CLI: globs at any depth and anchored, `**`,
+//! case-insensitive globs, exclude files with comments and blank lines, marker files and
+//! cache directory tags. What the snapshot holds is read back with `ls --json` and a restore.
+
+use std::fs;
+use std::path::Path;
+
+use crate::support::{arg, json_lines, summary, tree_paths, Env};
+
+const CACHEDIR_TAG: &[u8] =
+    b"Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag.\n";
+
+/// Creates `rel` below `root` (and its parents) holding its own path.
+fn put(root: &Path, rel: &str) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(&p, rel.as_bytes()).unwrap();
+}
+
+/// The entries of the latest snapshot below `src`, as sorted paths relative to it.
+fn snapshot_paths(env: &Env, src: &Path) -> Vec<String> {
+    let out = env.ok(&["ls", "latest", arg(src), "--json"]);
+    let prefix = format!("{}/", src.display());
+    let mut v: Vec<String> = json_lines(&out.stdout)
+        .iter()
+        .filter(|v| v["message_type"] == "node")
+        .filter_map(|v| Some(v["path"].as_str()?.strip_prefix(&prefix)?.to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn exclude_rules_leave_out_exactly_what_they_match() {
+    let env = Env::new();
+    let src = env.path("src");
+    for rel in [
+        "keep.txt",
+        // --exclude '*.log', at any depth, and a directory it matches with its contents.
+        "app.log",
+        "sub/deep/x.log",
+        "sub/deep/x.log.txt",
+        "sub/deep/keep.md",
+        "logs.log/inner.txt",
+        // --exclude '**/node_modules'.
+        "node_modules/a.js",
+        "web/node_modules/pkg/index.js",
+        "web/node_modules_notes.txt",
+        "web/app.js",
+        // --iexclude '*.TMP'.
+        "TEMP.TMP",
+        "sub/other.tmp",
+        "sub/Mixed.Tmp",
+        "tmpfile.txt",
+        // --exclude-file: `secret/` and `*.bak` (case-sensitive).
+        "secret/key.pem",
+        "old.bak",
+        "OLD.BAK",
+        // An anchored pattern: only the top-level one.
+        "anchored",
+        "sub/anchored",
+        // --exclude-if-present .nobackup
+        "proj/.nobackup",
+        "proj/data.txt",
+        "proj/nested/more.txt",
+        "other/data.txt",
+        "other/.nobackup_not",
+        // --exclude-caches: a valid tag excludes, an invalid one does not.
+        "cache_valid/blob",
+        "cache_invalid/blob",
+    ] {
+        put(&src, rel);
+    }
+    fs::write(src.join("cache_valid/CACHEDIR.TAG"), CACHEDIR_TAG).unwrap();
+    fs::write(
+        src.join("cache_invalid/CACHEDIR.TAG"),
+        b"Signature: 00000000000000000000000000000000\n",
+    )
+    .unwrap();
+    let exclude_file = env.path("excludes");
+    fs::write(
+        &exclude_file,
+        "# comments and blank lines are ignored, so keep.txt stays\n# keep.txt\n\n   \n  \
+         secret/  \n*.bak\n",
+    )
+    .unwrap();
+    let anchored = format!("{}/anchored", src.display());
+
+    env.init();
+    let out = env.ok(&[
+        "backup",
+        arg(&src),
+        "--json",
+        "--exclude",
+        "*.log",
+        "--exclude",
+        "**/node_modules",
+        "--iexclude",
+        "*.TMP",
+        "--exclude-file",
+        arg(&exclude_file),
+        "--exclude",
+        &anchored,
+        "--exclude-if-present",
+        ".nobackup",
+        "--exclude-caches",
+    ]);
+    let kept = [
+        "OLD.BAK",
+        "cache_invalid",
+        "cache_invalid/CACHEDIR.TAG",
+        "cache_invalid/blob",
+        "keep.txt",
+        "other",
+        "other/.nobackup_not",
+        "other/data.txt",
+        "sub",
+        "sub/anchored",
+        "sub/deep",
+        "sub/deep/keep.md",
+        "sub/deep/x.log.txt",
+        "tmpfile.txt",
+        "web",
+        "web/app.js",
+        "web/node_modules_notes.txt",
+    ];
+    let files = kept.iter().filter(|p| src.join(p).is_file()).count();
+    let s = summary(&out);
+    assert_eq!(s["files_new"], files, "excluded files are not counted: {s}");
+    assert_eq!(snapshot_paths(&env, &src), kept);
+
+    // A restore brings back the same entries and nothing else.
+    let target = env.path("target");
+    let spec = format!("latest:{}", src.display());
+    let _ = env.ok(&["restore", &spec, "--target", arg(&target)]);
+    assert_eq!(tree_paths(&target), kept);
+
+    // Without the rules everything is there: the rules, not the tree, made the difference.
+    let _ = env.ok(&["backup", arg(&src)]);
+    let all = snapshot_paths(&env, &src);
+    assert_eq!(all, tree_paths(&src));
+}
+
+#[test]
+fn unreadable_exclude_file_is_an_error_and_saves_nothing() {
+    let env = Env::new();
+    let src = env.path("src");
+    put(&src, "a.txt");
+    env.init();
+    let out = env.run(&[
+        "backup",
+        arg(&src),
+        "--exclude-file",
+        arg(&env.path("missing")),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = crate::support::text(&out.stderr);
+    assert!(
+        err.starts_with("error: ") && err.contains("exclude file"),
+        "{err}"
+    );
+    assert!(env.snapshots().is_empty());
+}
+
+#[test]
+fn exclude_caches_never_opens_a_fifo_named_cachedir_tag() {
+    let env = Env::new();
+    let src = env.path("src");
+    put(&src, "dir/file.txt");
+    nix::unistd::mkfifo(
+        &src.join("dir/CACHEDIR.TAG"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    env.init();
+    let out = env.run_within(
+        &["backup", arg(&src), "--exclude-caches"],
+        std::time::Duration::from_secs(60),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        crate::support::text(&out.stderr)
+    );
+    // Not a valid tag, so the directory is kept, the fifo with it.
+    assert_eq!(
+        snapshot_paths(&env, &src),
+        ["dir", "dir/CACHEDIR.TAG", "dir/file.txt"]
+    );
+}
