@@ -48,7 +48,7 @@ impl Rng {
         while out.len() < len {
             // Half compressible text, half noise, so packs fill at a realistic pace.
             let x = self.next();
-            if x & 1 == 0 {
+            if x.is_multiple_of(2) {
                 out.extend_from_slice(&x.to_le_bytes());
             } else {
                 out.extend_from_slice(b"fn crash() { }\n");
