@@ -40,6 +40,7 @@ use crate::format::tree::{Node, NodeKind, Tree, Xattr};
 use crate::format::{BlobType, MAX_PACK_BLOBS};
 use crate::id::{BlobId, Id, PackId, SnapshotId};
 use crate::lock::LockMode;
+use crate::longpath::LongPaths;
 use crate::progress::{OpCtx, Phase, ProgressEvent};
 use crate::repository::{now_ns, Indexed, Repository, Snapshot};
 
@@ -168,6 +169,8 @@ struct Shared<'r> {
     level: i32,
     dry_run: bool,
     new_packs: Mutex<Vec<IndexPack>>,
+    /// Directories that paths too long for one system call are resolved through.
+    long: LongPaths,
 }
 
 impl Shared<'_> {
@@ -269,6 +272,8 @@ impl Excluder {
         self.set.is_match(path) || self.iset.is_match(path)
     }
 
+    /// Whether the directory at `path` (a path to make system calls with) carries a marker
+    /// that excludes it.
     fn excluded_dir(&self, path: &Path) -> bool {
         if self
             .if_present
@@ -525,15 +530,20 @@ impl Walker<'_, '_> {
                     }
                 }
                 Source::Dir(path, children) => {
-                    let meta = match path.symlink_metadata() {
+                    let meta = match self
+                        .shared
+                        .long
+                        .resolve(path)
+                        .and_then(|sys| Ok((sys.symlink_metadata()?, sys)))
+                    {
                         Ok(m) => m,
                         Err(e) => {
                             self.skip(path, &Error::io(format!("stat {}", path.display()), e));
                             continue;
                         }
                     };
-                    let mut node = node_from_meta(name.clone(), &meta, &mut self.owners);
-                    node.xattrs = read_xattrs(path);
+                    let mut node = node_from_meta(name.clone(), &meta.0, &mut self.owners);
+                    node.xattrs = read_xattrs(&meta.1);
                     let sub = self.parent_subtree(parent, name);
                     if !self.emit(Event::Enter(node))
                         || !self.walk_sources(children, sub.as_deref())
@@ -547,8 +557,9 @@ impl Walker<'_, '_> {
         true
     }
 
-    fn list_dir(path: &Path) -> Result<Vec<Vec<u8>>> {
-        let rd = fs::read_dir(path)
+    /// The sorted names in the directory `path` (`sys` is the path to open it by).
+    fn list_dir(sys: &Path, path: &Path) -> Result<Vec<Vec<u8>>> {
+        let rd = fs::read_dir(sys)
             .map_err(|e| Error::io(format!("read directory {}", path.display()), e))?;
         let mut names = Vec::new();
         for entry in rd {
@@ -571,7 +582,13 @@ impl Walker<'_, '_> {
         if self.excluder.excluded_path(path) {
             return true;
         }
-        let meta = match path.symlink_metadata() {
+        // `sys` names the same file as `path`, in a form the kernel accepts however deep it is.
+        let (meta, sys) = match self
+            .shared
+            .long
+            .resolve(path)
+            .and_then(|sys| Ok((sys.symlink_metadata()?, sys)))
+        {
             Ok(m) => m,
             Err(e) => {
                 self.skip(path, &Error::io(format!("stat {}", path.display()), e));
@@ -585,7 +602,7 @@ impl Walker<'_, '_> {
         });
         node.xattrs = match old {
             Some(o) if unchanged_meta => o.xattrs.clone(),
-            _ => read_xattrs(path),
+            _ => read_xattrs(&sys),
         };
         match node.kind {
             NodeKind::Dir => {
@@ -593,10 +610,10 @@ impl Walker<'_, '_> {
                 if self.opts.one_file_system && node.device != root_dev {
                     return true;
                 }
-                if self.excluder.excluded_dir(path) {
+                if self.excluder.excluded_dir(&sys) {
                     return true;
                 }
-                let names = match Self::list_dir(path) {
+                let names = match Self::list_dir(&sys, path) {
                     Ok(n) => n,
                     Err(e) => {
                         self.skip(path, &e);
@@ -657,7 +674,7 @@ impl Walker<'_, '_> {
                 self.emit(Event::File(node, status, ticket))
             }
             NodeKind::Symlink => {
-                match fs::read_link(path) {
+                match fs::read_link(&*sys) {
                     Ok(target) => node.symlink_target = target.as_os_str().as_bytes().to_vec(),
                     Err(e) => {
                         self.skip(path, &Error::io(format!("read link {}", path.display()), e));
@@ -775,7 +792,11 @@ fn read_file(
     path: &Path,
     blob_tx: &Sender<NewBlob>,
 ) -> Result<FileDone> {
-    let file = File::open(path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    let file = shared
+        .long
+        .resolve(path)
+        .and_then(File::open)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
     let before = file
         .metadata()
         .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
@@ -1011,15 +1032,18 @@ fn scan(shared: &Shared<'_>, excluder: &Excluder, roots: &[PathBuf]) {
         if excluder.excluded_path(&path) {
             continue;
         }
-        let Ok(meta) = path.symlink_metadata() else {
+        let Ok(sys) = shared.long.resolve(&path) else {
+            continue;
+        };
+        let Ok(meta) = sys.symlink_metadata() else {
             continue;
         };
         if meta.is_dir() {
-            if excluder.excluded_dir(&path) {
+            if excluder.excluded_dir(&sys) {
                 continue;
             }
-            if let Ok(rd) = fs::read_dir(&path) {
-                stack.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
+            if let Ok(rd) = fs::read_dir(&*sys) {
+                stack.extend(rd.filter_map(|e| e.ok().map(|e| path.join(e.file_name()))));
             }
         } else if meta.is_file() {
             items += 1;
@@ -1248,6 +1272,7 @@ impl Repository<Indexed> {
             level,
             dry_run: opts.dry_run,
             new_packs: Mutex::new(Vec::new()),
+            long: LongPaths::default(),
         };
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         let chunker_params = ChunkerParams {

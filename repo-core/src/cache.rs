@@ -5,6 +5,7 @@
 //! needed for correctness; deleting it at any time is safe.
 
 use std::fs;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::backend::{Backend, FileType};
@@ -79,9 +80,14 @@ impl Cache {
                 .get(start..start.checked_add(len as usize)?)
                 .map(<[u8]>::to_vec)
         };
-        if let Some(bytes) = self.get(FileType::Pack, name) {
-            if let Some(out) = slice(&bytes) {
-                return Ok(out);
+        // Only the range is read from a cached pack: tree packs hold thousands of trees, and
+        // reading the whole file for each of them made listing a deep tree quadratic.
+        if let Some(path) = self.path(FileType::Pack, name) {
+            if let Ok(file) = fs::File::open(&path) {
+                let mut buf = vec![0u8; len as usize];
+                if file.read_exact_at(&mut buf, u64::from(offset)).is_ok() {
+                    return Ok(buf);
+                }
             }
         }
         let bytes = backend.read(FileType::Pack, name)?;

@@ -53,6 +53,7 @@ pub mod id;
 pub mod index;
 mod inspect;
 pub mod lock;
+mod longpath;
 mod progress;
 mod repository;
 mod restorer;

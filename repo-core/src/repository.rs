@@ -526,22 +526,35 @@ impl Repository<Indexed> {
             )
         })?;
         let pack_name = loc.pack.to_hex();
-        let bytes = match (&self.cache, blob_type) {
-            (Some(cache), BlobType::Tree) => cache.read_pack_range(
-                self.backend.as_ref(),
-                &pack_name,
-                loc.offset,
-                loc.stored_len,
-            )?,
-            _ => self.backend.read_range(
+        let from_backend = || {
+            let bytes = self.backend.read_range(
                 FileType::Pack,
                 &pack_name,
                 u64::from(loc.offset),
                 loc.stored_len,
-            )?,
+            )?;
+            envelope::decode_blob(&self.key, blob_type, id, &bytes, loc.raw_len)
+                .map_err(|e| e.context(format_args!("pack {}", loc.pack)))
         };
-        envelope::decode_blob(&self.key, blob_type, id, &bytes, loc.raw_len)
-            .map_err(|e| e.context(format_args!("pack {}", loc.pack)))
+        match (&self.cache, blob_type) {
+            (Some(cache), BlobType::Tree) => {
+                let bytes = cache.read_pack_range(
+                    self.backend.as_ref(),
+                    &pack_name,
+                    loc.offset,
+                    loc.stored_len,
+                )?;
+                match envelope::decode_blob(&self.key, blob_type, id, &bytes, loc.raw_len) {
+                    Ok(raw) => Ok(raw),
+                    // A damaged cache copy must not pass for a damaged repository.
+                    Err(_) => {
+                        cache.remove(FileType::Pack, &pack_name);
+                        from_backend()
+                    }
+                }
+            }
+            _ => from_backend(),
+        }
     }
 
     /// Reads a tree blob (cached).

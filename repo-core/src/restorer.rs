@@ -27,6 +27,7 @@ use crate::format::tree::{Node, NodeKind};
 use crate::format::BlobType;
 use crate::id::{BlobId, PackId, SnapshotId};
 use crate::lock::LockMode;
+use crate::longpath::{LongPaths, Resolved};
 use crate::progress::{OpCtx, Phase, ProgressEvent};
 use crate::repository::{Indexed, Repository, Snapshot};
 
@@ -320,6 +321,7 @@ impl Repository<Indexed> {
             target,
             summary: Mutex::new(RestoreSummary::default()),
             written: AtomicU64::new(0),
+            long: LongPaths::default(),
         };
         r.run()?;
         let mut s = r
@@ -338,6 +340,8 @@ struct Restorer<'a, 'c> {
     target: &'a Path,
     summary: Mutex<RestoreSummary>,
     written: AtomicU64,
+    /// Directories that paths too long for one system call are resolved through.
+    long: LongPaths,
 }
 
 /// A blob to write at `offset` of file `file`.
@@ -364,6 +368,14 @@ fn to_timespec(ns: i64) -> nix::sys::time::TimeSpec {
 }
 
 impl Restorer<'_, '_> {
+    /// The path of `rel` inside the target, in a form system calls accept however deep it is.
+    fn at(&self, rel: &Path) -> Result<Resolved> {
+        let path = self.target.join(rel);
+        self.long
+            .resolve(&path)
+            .map_err(|e| Error::io(format!("open directories above {}", path.display()), e))
+    }
+
     fn warn(&self, msg: String) {
         self.summary
             .lock()
@@ -404,7 +416,7 @@ impl Restorer<'_, '_> {
                 continue;
             }
             self.ctx.cancel.check()?;
-            let path = self.target.join(&e.path);
+            let path = self.at(&e.path)?;
             match fs::symlink_metadata(&path) {
                 Ok(m) if m.is_dir() => {}
                 // A file or symlink where the snapshot has a directory never matches it, so
@@ -455,7 +467,7 @@ impl Restorer<'_, '_> {
                 }
                 let _ = own_copy.insert(i);
             }
-            let path = self.target.join(&e.path);
+            let path = self.at(&e.path)?;
             if self.keep_existing(&path, &e.node)? {
                 self.summary
                     .lock()
@@ -488,7 +500,7 @@ impl Restorer<'_, '_> {
             if under_blocked(&e.path, &blocked) || own_copy.contains(&i) {
                 continue;
             }
-            let path = self.target.join(&e.path);
+            let path = self.at(&e.path)?;
             let special = match e.node.kind {
                 NodeKind::File => e.link_to.is_some(),
                 NodeKind::Fifo | NodeKind::CharDevice | NodeKind::BlockDevice => true,
@@ -507,13 +519,13 @@ impl Restorer<'_, '_> {
             let made = match (&e.node.kind, &e.link_to) {
                 (NodeKind::File, Some(first)) => {
                     self.clear_for_special(&path)?;
-                    fs::hard_link(self.target.join(first), &path)
+                    fs::hard_link(self.at(first)?, &path)
                         .map(|()| true)
                         .map_err(|err| io("link", &path, err))?
                 }
                 (NodeKind::Fifo, _) => {
                     self.clear_for_special(&path)?;
-                    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                    nix::unistd::mkfifo(&*path, nix::sys::stat::Mode::from_bits_truncate(0o600))
                         .map_err(|err| {
                             Error::io(format!("mkfifo {}", path.display()), err.into())
                         })?;
@@ -528,7 +540,7 @@ impl Restorer<'_, '_> {
                             nix::sys::stat::SFlag::S_IFBLK
                         };
                         nix::sys::stat::mknod(
-                            &path,
+                            &*path,
                             kind,
                             nix::sys::stat::Mode::from_bits_truncate(0o600),
                             e.node.rdev,
@@ -564,7 +576,7 @@ impl Restorer<'_, '_> {
             if e.node.kind != NodeKind::Symlink || under_blocked(&e.path, &blocked) {
                 continue;
             }
-            let path = self.target.join(&e.path);
+            let path = self.at(&e.path)?;
             if never && fs::symlink_metadata(&path).is_ok() {
                 let _ = left_alone.insert(i);
                 continue;
@@ -589,14 +601,14 @@ impl Restorer<'_, '_> {
         for (i, e) in self.plan.entries.iter().enumerate() {
             if e.node.kind != NodeKind::Dir && !under_blocked(&e.path, &blocked) {
                 if (e.link_to.is_none() || own_copy.contains(&i)) && !left_alone.contains(&i) {
-                    self.set_metadata(&self.target.join(&e.path), &e.node);
+                    self.set_metadata(&e.path, &e.node);
                 }
                 done();
             }
         }
         for e in self.plan.entries.iter().rev() {
             if e.node.kind == NodeKind::Dir && !under_blocked(&e.path, &blocked) {
-                self.set_metadata(&self.target.join(&e.path), &e.node);
+                self.set_metadata(&e.path, &e.node);
                 done();
             }
         }
@@ -749,7 +761,7 @@ impl Restorer<'_, '_> {
                 let zero = raw.iter().all(|&x| x == 0);
                 for place in &b.places {
                     if !zero {
-                        let path = self.target.join(&self.plan.entries[place.file].path);
+                        let path = self.at(&self.plan.entries[place.file].path)?;
                         let f = OpenOptions::new()
                             .write(true)
                             .custom_flags(nix::libc::O_NOFOLLOW)
@@ -771,7 +783,14 @@ impl Restorer<'_, '_> {
         Ok(())
     }
 
-    fn set_metadata(&self, path: &Path, node: &Node) {
+    /// Gives the entry at `rel` (relative to the target) the metadata of `node`; what cannot be
+    /// set becomes a warning.
+    fn set_metadata(&self, rel: &Path, node: &Node) {
+        let path = match self.at(rel) {
+            Ok(p) => p,
+            Err(e) => return self.warn(e.to_string()),
+        };
+        let path: &Path = &path;
         let mut problems = Vec::new();
         if is_root() {
             if let Err(e) = nix::unistd::fchownat(
@@ -819,8 +838,8 @@ impl Restorer<'_, '_> {
             .par_iter()
             .filter_map(|&fi| {
                 let e = &self.plan.entries[fi];
-                let path = self.target.join(&e.path);
                 let check = || -> Result<Option<String>> {
+                    let path = self.at(&e.path)?;
                     let mut f = File::open(&path)
                         .map_err(|err| Error::io(format!("open {}", path.display()), err))?;
                     let mut buf = Vec::new();
