@@ -72,7 +72,7 @@ fn churn(src: PathBuf, stop: Arc<AtomicBool>) {
                 let _ = fs::write(&f, content(i, 0));
             }
         }
-        if round % 7 == 0 {
+        if round.is_multiple_of(7) {
             let d = src.join("dir");
             if d.is_dir() {
                 let _ = fs::remove_dir_all(&d);
