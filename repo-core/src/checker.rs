@@ -137,6 +137,10 @@ type ExpectedBlob = (BlobType, BlobId, u32, u32, u32);
 
 impl Repository<Indexed> {
     /// Checks the repository. Returns `Err` only when the check cannot run at all.
+    ///
+    /// The snapshots checked are those that existed when the index was loaded
+    /// ([`Repository::into_indexed`]); backups running alongside (they take shared locks too)
+    /// may save newer ones, which the next check covers.
     pub fn check(&self, ctx: &OpCtx<'_>, opts: &CheckOptions) -> Result<CheckReport> {
         let _lock = self.lock(LockMode::Shared, "check", opts.lock_wait)?;
         let mut report = CheckReport::default();
@@ -196,9 +200,11 @@ impl Repository<Indexed> {
         report.packs = self.index().packs().len() as u64;
         report.blobs = self.index().len() as u64;
 
-        // Snapshots and their trees; each distinct tree is read once.
+        // Snapshots and their trees; each distinct tree is read once. Only the snapshots that
+        // existed when the index was loaded: one saved since by a concurrent backup may
+        // reference index files written after that load, and is not damaged for it.
         let mut seen_trees: HashSet<BlobId> = HashSet::new();
-        for (name, _) in self.backend().list(FileType::Snapshot)? {
+        for name in self.snapshots_covered().iter().cloned() {
             ctx.cancel.check()?;
             let snap = match crate::id::SnapshotId::from_hex(&name)
                 .and_then(|id| self.load_snapshot(&id))

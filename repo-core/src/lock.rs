@@ -272,11 +272,14 @@ impl LockGuard {
 
 fn locked_error(other: &FoundLock) -> Error {
     let host = hostname();
+    // Plain `cairn unlock` removes stale locks only. An unreadable lock, or a fresh one of
+    // another host, is not stale: only `--remove-all` clears it.
     let hint = match &other.lock {
+        None => "; nothing clears a lock that cannot be read: if no cairn process is using the repository, run `cairn unlock --remove-all`",
         Some(l) if l.hostname != host => {
-            "; if that process is gone, run `cairn unlock` (a lock from another host is never cleared automatically)"
+            "; this host cannot tell whether that process still runs: if it is gone, run `cairn unlock --remove-all`"
         }
-        _ => "; wait for it to finish, or raise --lock-wait",
+        Some(_) => "; wait for it to finish, or raise --lock-wait",
     };
     Error::new(
         ErrorKind::Locked,
@@ -379,6 +382,9 @@ mod tests {
         let err = LockGuard::acquire(backend, key, LockMode::Shared, "backup", Duration::ZERO)
             .err()
             .unwrap();
-        assert!(err.to_string().contains("cairn unlock"), "{err}");
+        assert!(
+            err.to_string().contains("cairn unlock --remove-all"),
+            "{err}"
+        );
     }
 }

@@ -74,6 +74,9 @@ pub struct Indexed {
     index: MasterIndex,
     index_files: Vec<IndexId>,
     skipped_index_files: Vec<(String, String)>,
+    /// Snapshot file names listed just before the index was read: the snapshots the index is
+    /// known to cover.
+    snapshots_covered: Vec<String>,
 }
 
 /// A snapshot with its id.
@@ -258,12 +261,24 @@ impl Repository<Opened> {
     /// An index file that cannot be read or decoded is skipped and reported through
     /// [`ProgressEvent::Warning`] and [`Repository::skipped_index_files`]; its packs still exist and
     /// `check` names them as unindexed.
+    ///
+    /// Snapshots are listed first (spec/09-invariants.md, R1): writers store packs, then index
+    /// files, then the snapshot, so every snapshot listed before the index is read has its blobs
+    /// in the index. One that a concurrent backup saves later may not (see
+    /// [`Repository::check`]).
     pub fn into_indexed(self, ctx: &OpCtx<'_>) -> Result<Repository<Indexed>> {
         ctx.progress.event(&ProgressEvent::PhaseStarted {
             phase: Phase::LoadIndex,
             total_items: None,
             total_bytes: None,
         });
+        let mut snapshots_covered: Vec<String> = self
+            .backend
+            .list(FileType::Snapshot)?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        snapshots_covered.sort();
         let listed = self.backend.list(FileType::Index)?;
         let loaded: Vec<(String, Result<IndexFile>)> = listed
             .par_iter()
@@ -328,6 +343,7 @@ impl Repository<Opened> {
                 index: builder.build(),
                 index_files,
                 skipped_index_files: skipped,
+                snapshots_covered,
             },
         })
     }
@@ -503,6 +519,11 @@ impl Repository<Indexed> {
     /// Index files skipped at load, with the reason.
     pub fn skipped_index_files(&self) -> &[(String, String)] {
         &self.state.skipped_index_files
+    }
+
+    /// Names of the snapshot files that existed when the index was loaded, sorted.
+    pub(crate) fn snapshots_covered(&self) -> &[String] {
+        &self.state.snapshots_covered
     }
 
     /// Replaces the master index by a fresh load (after a backup added packs).

@@ -91,8 +91,9 @@ fn forge_pack(fx: &mut Fixture, blobs: &[ForgedBlob]) -> PackId {
     id
 }
 
-/// Writes a snapshot of the root tree `tree` and returns it.
-fn forge_snapshot(fx: &Fixture, tree: BlobId) -> Snapshot {
+/// Writes a snapshot of the root tree `tree`, reloads (so that `check` covers it, as in a new
+/// process) and returns it.
+fn forge_snapshot(fx: &mut Fixture, tree: BlobId) -> Snapshot {
     let key = fx.repo().master_key();
     let file = SnapshotFile {
         time_ns: 1_700_000_000_000_000_000,
@@ -117,6 +118,7 @@ fn forge_snapshot(fx: &Fixture, tree: BlobId) -> Snapshot {
     fx.backend
         .write(FileType::Snapshot, &id.to_hex(), &sealed)
         .unwrap();
+    fx.reload();
     fx.repo().load_snapshot(&id).unwrap()
 }
 
@@ -158,7 +160,7 @@ fn tree_names_that_escape_are_refused() {
         let root = raw_tree(&fx, &[dir_node(b"innocent", evil_id)]);
         let root_id = root.id;
         let _ = forge_pack(&mut fx, &[evil, root]);
-        let snapshot = forge_snapshot(&fx, root_id);
+        let snapshot = forge_snapshot(&mut fx, root_id);
 
         let err = fx.repo().read_tree(&evil_id).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupt, "{name:?}: {err}");
@@ -265,7 +267,7 @@ fn file_sizes_that_disagree_with_their_content_are_refused() {
         let tree_id = tree.id;
         let data = blob(&fx, BlobType::Data, b"five!");
         let _ = forge_pack(&mut fx, &[data, tree]);
-        let snapshot = forge_snapshot(&fx, tree_id);
+        let snapshot = forge_snapshot(&mut fx, tree_id);
         let tmp = tempfile::tempdir().unwrap();
         let target = tmp.path().join("target");
         let err = restore_all(&fx, &snapshot, &target).unwrap_err();
@@ -319,7 +321,7 @@ fn tree_blob_presented_as_data_blob_is_corrupt() {
     let tree = raw_tree(&fx, &[file]);
     let tree_id = tree.id;
     let _ = forge_pack(&mut fx, &[tree]);
-    let forged = forge_snapshot(&fx, tree_id);
+    let forged = forge_snapshot(&mut fx, tree_id);
     let err = restore_all(&fx, &forged, &tmp.path().join("target")).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(
@@ -599,6 +601,8 @@ fn garbage_snapshot_file_is_corrupt_and_named() {
     let err = fx.repo().snapshots(&ctx()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(err.to_string().contains(&name[..8]), "{err}");
+    // `check` covers the snapshots listed when the index was loaded.
+    fx.reload();
     let report = fx.check(false);
     assert!(
         report

@@ -1,6 +1,7 @@
 //! Repository locks as operations meet them: an exclusive holder makes backup, restore and
 //! check fail with `Locked` once `lock_wait` is over, shared holders coexist, a waiting backup
-//! proceeds when the lock goes away, and stale locks are recognised.
+//! proceeds when the lock goes away, and stale locks are recognised. Shared holders really do
+//! run side by side: a check whose index predates a concurrent backup's snapshot stays clean.
 
 #[path = "support/fixture.rs"]
 mod fixture;
@@ -147,6 +148,33 @@ fn waiting_backup_proceeds_once_the_lock_is_released() {
 }
 
 #[test]
+fn check_ignores_a_snapshot_saved_after_its_index_was_loaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = source(tmp.path());
+    let mut fx = Fixture::memory();
+    let _ = fx.backup_dir(&src);
+    // A second process (the check) loads the index; then a backup running alongside saves a
+    // snapshot whose trees are only in an index file written after that load.
+    let checker = fx.open(&fixture::secret()).unwrap();
+    write(&src.join("new.txt"), b"written meanwhile");
+    let _ = fx.backup_dir(&src);
+
+    let mut opts = CheckOptions::default();
+    opts.read_data = true;
+    let report = checker.check(&ctx(), &opts).unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(report.snapshots, 1, "only the snapshot its index covers");
+    assert!(
+        !report.unreferenced_packs.is_empty(),
+        "the newer backup's packs are not in the loaded index"
+    );
+    let report = fx.check(true);
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(report.snapshots, 2);
+    assert!(report.unreferenced_packs.is_empty());
+}
+
+#[test]
 fn stale_lock_of_a_dead_process_on_this_host_is_cleared() {
     let tmp = tempfile::tempdir().unwrap();
     let src = source(tmp.path());
@@ -194,7 +222,10 @@ fn locks_of_other_hosts_block_until_they_are_old() {
     let err = backup_waiting(&mut fx, &src, Duration::ZERO).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Locked);
     assert!(err.to_string().contains("alice@elsewhere.example"), "{err}");
-    assert!(err.to_string().contains("cairn unlock"), "{err}");
+    assert!(
+        err.to_string().contains("cairn unlock --remove-all"),
+        "{err}"
+    );
 
     // Not refreshed for over 30 minutes: stale, ignored, but left for `unlock` to remove.
     fx.backend.delete(FileType::Lock, &fresh).unwrap();
