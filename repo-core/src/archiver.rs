@@ -36,7 +36,7 @@ use crate::format::envelope;
 use crate::format::index::{IndexBlob, IndexFile, IndexPack};
 use crate::format::pack::{self, PackEntry};
 use crate::format::snapshot::{SnapshotFile, SnapshotSummary};
-use crate::format::tree::{Node, NodeKind, Tree, Xattr};
+use crate::format::tree::{Node, NodeKind, Tree, TreeEncoder, Xattr};
 use crate::format::{BlobType, MAX_PACK_BLOBS};
 use crate::id::{BlobId, Id, PackId, SnapshotId};
 use crate::lock::LockMode;
@@ -1072,9 +1072,11 @@ fn scan(shared: &Shared<'_>, excluder: &Excluder, roots: &[PathBuf]) {
 /// What the collector hands back: root tree, counters, skipped entries.
 type Collected = (BlobId, SnapshotSummary, Vec<(PathBuf, String)>);
 
+/// A directory being assembled: its own node (None for the root) and its entries so far,
+/// already encoded (the walker emits them in name order).
 struct Frame {
     node: Option<Node>,
-    nodes: Vec<Node>,
+    nodes: TreeEncoder,
 }
 
 struct Collector<'s, 'r> {
@@ -1106,7 +1108,7 @@ impl Collector<'_, '_> {
     fn run(&mut self, events: &Receiver<Event>) -> Result<BlobId> {
         let mut stack = vec![Frame {
             node: None,
-            nodes: Vec::new(),
+            nodes: TreeEncoder::default(),
         }];
         for ev in events {
             if self.shared.failed() {
@@ -1115,7 +1117,7 @@ impl Collector<'_, '_> {
             match ev {
                 Event::Enter(node) => stack.push(Frame {
                     node: Some(node),
-                    nodes: Vec::new(),
+                    nodes: TreeEncoder::default(),
                 }),
                 Event::Leave => {
                     let frame = stack
@@ -1130,7 +1132,7 @@ impl Collector<'_, '_> {
                         .last_mut()
                         .ok_or_else(|| Error::internal("unbalanced walk"))?
                         .nodes
-                        .push(node);
+                        .push(&node)?;
                 }
                 Event::Entry(node, status) => {
                     match status {
@@ -1145,7 +1147,7 @@ impl Collector<'_, '_> {
                         .last_mut()
                         .ok_or_else(|| Error::internal("unbalanced walk"))?
                         .nodes
-                        .push(node);
+                        .push(&node)?;
                 }
                 Event::File(mut node, status, ticket) => {
                     let r = self.wait_for(ticket)?;
@@ -1162,7 +1164,7 @@ impl Collector<'_, '_> {
                                 .last_mut()
                                 .ok_or_else(|| Error::internal("unbalanced walk"))?
                                 .nodes
-                                .push(node);
+                                .push(&node)?;
                         }
                         Err(e) if e.kind() == ErrorKind::Cancelled => return Err(e),
                         Err(e) => {
@@ -1186,11 +1188,10 @@ impl Collector<'_, '_> {
         self.save_tree(root)
     }
 
-    fn save_tree(&mut self, nodes: Vec<Node>) -> Result<BlobId> {
-        let mut tree = Tree { nodes };
-        tree.sort();
-        let raw = tree.to_plaintext()?;
-        Ok(self.shared.save(&self.blob_tx, BlobType::Tree, raw))
+    fn save_tree(&mut self, nodes: TreeEncoder) -> Result<BlobId> {
+        Ok(self
+            .shared
+            .save(&self.blob_tx, BlobType::Tree, nodes.finish()))
     }
 }
 

@@ -166,41 +166,133 @@ impl Tree {
     }
 
     fn validate(&self, object: &dyn std::fmt::Display) -> Result<()> {
-        let bad = |msg: String| Err(Error::corrupt(CorruptionKind::BadEncoding, object, msg));
-        for (i, node) in self.nodes.iter().enumerate() {
-            if !valid_name(&node.name) {
-                return bad(format!("invalid entry name {:?}", node.name_lossy()));
-            }
-            if i > 0 && self.nodes[i - 1].name >= node.name {
-                return bad(format!(
-                    "entries not sorted or duplicated at {:?}",
-                    node.name_lossy()
-                ));
-            }
-            match node.kind {
-                NodeKind::Dir if node.subtree.is_none() => {
-                    return bad(format!("directory {:?} has no subtree", node.name_lossy()))
-                }
-                NodeKind::Dir => {}
-                _ if node.subtree.is_some() => {
-                    return bad(format!(
-                        "non-directory {:?} has a subtree",
-                        node.name_lossy()
-                    ))
-                }
-                _ => {}
-            }
-            if node.kind != NodeKind::File && !node.content.is_empty() {
-                return bad(format!("non-file {:?} has content", node.name_lossy()));
-            }
+        let mut prev: Option<&[u8]> = None;
+        for node in &self.nodes {
+            check_node(prev, node)
+                .map_err(|msg| Error::corrupt(CorruptionKind::BadEncoding, object, msg))?;
+            prev = Some(&node.name);
         }
         Ok(())
+    }
+}
+
+/// Checks one node of a tree, given the name of the node before it.
+fn check_node(prev: Option<&[u8]>, node: &Node) -> std::result::Result<(), String> {
+    if !valid_name(&node.name) {
+        return Err(format!("invalid entry name {:?}", node.name_lossy()));
+    }
+    if prev.is_some_and(|p| p >= node.name.as_slice()) {
+        return Err(format!(
+            "entries not sorted or duplicated at {:?}",
+            node.name_lossy()
+        ));
+    }
+    match node.kind {
+        NodeKind::Dir if node.subtree.is_none() => {
+            return Err(format!("directory {:?} has no subtree", node.name_lossy()))
+        }
+        NodeKind::Dir => {}
+        _ if node.subtree.is_some() => {
+            return Err(format!(
+                "non-directory {:?} has a subtree",
+                node.name_lossy()
+            ))
+        }
+        _ => {}
+    }
+    if node.kind != NodeKind::File && !node.content.is_empty() {
+        return Err(format!("non-file {:?} has content", node.name_lossy()));
+    }
+    Ok(())
+}
+
+/// Encodes a tree one node at a time, in name order, into the bytes [`Tree::to_plaintext`]
+/// gives for the same nodes. A backup holds a directory being assembled this way: about 80
+/// bytes per entry instead of a few hundred for a decoded [`Node`], which matters for
+/// directories of a million files.
+#[derive(Debug, Default)]
+pub struct TreeEncoder {
+    body: Vec<u8>,
+    count: usize,
+    last: Option<Vec<u8>>,
+}
+
+impl TreeEncoder {
+    /// Appends a node; fails if it is invalid or does not sort after the previous one.
+    pub fn push(&mut self, node: &Node) -> Result<()> {
+        check_node(self.last.as_deref(), node).map_err(Error::internal)?;
+        self.body = postcard::to_extend(node, std::mem::take(&mut self.body))
+            .map_err(|e| Error::internal(format!("encoding failed: {e}")))?;
+        self.count += 1;
+        match &mut self.last {
+            Some(last) => {
+                last.clear();
+                last.extend_from_slice(&node.name);
+            }
+            None => self.last = Some(node.name.clone()),
+        }
+        Ok(())
+    }
+
+    /// Entries pushed so far.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether no entry was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The tree plaintext: version, entry count (a postcard varint), entries.
+    pub fn finish(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + 11);
+        out.push(crate::format::FORMAT_VERSION);
+        let mut n = self.count as u64;
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        }
+        out.extend_from_slice(&self.body);
+        out
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoder_gives_the_bytes_of_to_plaintext() {
+        for n in [0usize, 1, 2, 127, 128, 300, 20_000] {
+            let mut t = Tree::default();
+            for i in 0..n {
+                let mut node = Node::new(format!("n{i:06}").into_bytes(), NodeKind::File);
+                node.size = i as u64 * 977;
+                node.user = "someone".into();
+                t.nodes.push(node);
+            }
+            let mut enc = TreeEncoder::default();
+            for node in &t.nodes {
+                enc.push(node).unwrap();
+            }
+            assert_eq!(enc.len(), n);
+            assert_eq!(enc.finish(), t.to_plaintext().unwrap(), "{n} nodes");
+        }
+        let mut enc = TreeEncoder::default();
+        enc.push(&Node::new(b"b".to_vec(), NodeKind::File)).unwrap();
+        assert!(enc.push(&Node::new(b"a".to_vec(), NodeKind::File)).is_err());
+        assert!(enc.push(&Node::new(b"b".to_vec(), NodeKind::File)).is_err());
+        assert!(enc
+            .push(&Node::new(b"x/y".to_vec(), NodeKind::File))
+            .is_err());
+        assert!(enc.push(&Node::new(b"d".to_vec(), NodeKind::Dir)).is_err());
+    }
 
     #[test]
     fn tree_roundtrip_and_hostile_names_refused() {
