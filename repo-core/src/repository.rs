@@ -591,6 +591,11 @@ impl Repository<Indexed> {
         }
         let raw = self.read_blob(BlobType::Tree, id)?;
         let tree = Arc::new(Tree::from_plaintext(&raw, &format_args!("tree {id}"))?);
+        // A huge directory (a million entries decode to hundreds of MiB) is not kept: it would
+        // evict everything else and stay in memory after its caller is done with it.
+        if raw.len() > TREE_CACHE_BYTES / 4 {
+            return Ok(tree);
+        }
         let mut cache = self
             .tree_cache
             .lock()

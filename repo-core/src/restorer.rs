@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::backend::FileType;
 use crate::error::{CorruptionKind, Error, ErrorKind, Result};
 use crate::format::envelope;
-use crate::format::tree::{Node, NodeKind};
+use crate::format::tree::{Node, NodeKind, Xattr};
 use crate::format::BlobType;
 use crate::id::{BlobId, PackId, SnapshotId};
 use crate::lock::LockMode;
@@ -75,8 +75,46 @@ pub struct PlannedEntry {
     #[serde(serialize_with = "ser_opt_path")]
     pub link_to: Option<PathBuf>,
     #[serde(skip)]
-    // Boxed: the plan vector then grows by copying 80-byte entries, not 330-byte ones.
-    node: Box<Node>,
+    node: EntryMeta,
+}
+
+/// What restoring an entry needs of its tree node. The plan holds one per entry of the
+/// snapshot, so it is a compact copy: no name (the path has it), no owner names (owners are
+/// restored by number), boxed slices instead of vectors.
+#[derive(Debug, Clone)]
+struct EntryMeta {
+    kind: NodeKind,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime_ns: i64,
+    atime_ns: i64,
+    size: u64,
+    rdev: u64,
+    /// `(device, inode)` of a file with other hard links, which groups its names.
+    link_key: Option<(u64, u64)>,
+    content: Box<[BlobId]>,
+    symlink_target: Box<[u8]>,
+    xattrs: Box<[Xattr]>,
+}
+
+impl From<Node> for EntryMeta {
+    fn from(n: Node) -> Self {
+        Self {
+            kind: n.kind,
+            mode: n.mode,
+            uid: n.uid,
+            gid: n.gid,
+            mtime_ns: n.mtime_ns,
+            atime_ns: n.atime_ns,
+            size: n.size,
+            rdev: n.rdev,
+            link_key: (n.kind == NodeKind::File && n.links > 1).then_some((n.device, n.inode)),
+            content: n.content.into_boxed_slice(),
+            symlink_target: n.symlink_target.into_boxed_slice(),
+            xattrs: n.xattrs.into_boxed_slice(),
+        }
+    }
 }
 
 fn ser_path<S: serde::Serializer>(p: &Path, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -168,18 +206,13 @@ impl Repository<Indexed> {
         let sub = opts.subpath.clone().unwrap_or_else(|| PathBuf::from("/"));
         let start = self.node_at(&snapshot.meta.tree, &sub)?;
         let mut entries: Vec<PlannedEntry> = Vec::new();
-        let mut push = |path: PathBuf, mut node: Node| {
-            // The plan holds a node per entry, for every entry of the snapshot: keep only what
-            // restoring uses. The name is in the path; owners are restored by number.
-            node.name = Vec::new();
-            node.user = String::new();
-            node.group = String::new();
+        let mut push = |path: PathBuf, node: Node| {
             entries.push(PlannedEntry {
                 path,
                 kind: node.kind.as_str(),
                 size: node.size,
                 link_to: None,
-                node: Box::new(node),
+                node: EntryMeta::from(node),
             });
         };
         // Paths inside the snapshot are `sub/...`; paths in the target drop the `sub` prefix.
@@ -250,11 +283,11 @@ impl Repository<Indexed> {
         // Hard links: later members of a (device, inode) group link to the first.
         let mut first_of: HashMap<(u64, u64), PathBuf> = HashMap::new();
         for e in &mut entries {
-            if e.node.kind == NodeKind::File && e.node.links > 1 {
-                match first_of.get(&(e.node.device, e.node.inode)) {
+            if let Some(key) = e.node.link_key {
+                match first_of.get(&key) {
                     Some(first) => e.link_to = Some(first.clone()),
                     None => {
-                        let _ = first_of.insert((e.node.device, e.node.inode), e.path.clone());
+                        let _ = first_of.insert(key, e.path.clone());
                     }
                 }
             }
@@ -634,7 +667,7 @@ impl Restorer<'_, '_> {
     }
 
     /// Applies the overwrite policy to an existing path. Returns true to keep what is there.
-    fn keep_existing(&self, path: &Path, node: &Node) -> Result<bool> {
+    fn keep_existing(&self, path: &Path, node: &EntryMeta) -> Result<bool> {
         let meta = match fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -797,7 +830,7 @@ impl Restorer<'_, '_> {
 
     /// Gives the entry at `rel` (relative to the target) the metadata of `node`; what cannot be
     /// set becomes a warning.
-    fn set_metadata(&self, rel: &Path, node: &Node) {
+    fn set_metadata(&self, rel: &Path, node: &EntryMeta) {
         let path = match self.at(rel) {
             Ok(p) => p,
             Err(e) => return self.warn(e.to_string()),
