@@ -6,6 +6,7 @@
 //! always created with the hidden `--insecure-kdf` flag so tests stay fast.
 
 mod basic;
+mod diskfull;
 mod excludes;
 mod filekinds;
 mod incremental;
