@@ -200,8 +200,28 @@ impl std::fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
+impl Command {
+    /// The command's name, as typed.
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Init(_) => "init",
+            Self::Backup(_) => "backup",
+            Self::Restore(_) => "restore",
+            Self::Check(_) => "check",
+            Self::Snapshots(_) => "snapshots",
+            Self::Ls(_) => "ls",
+            Self::Cat(_) => "cat",
+            Self::Stats(_) => "stats",
+            Self::Diff(_) => "diff",
+            Self::Find(_) => "find",
+            Self::Unlock(_) => "unlock",
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = cli.command.name();
     let app = commands::App::new(cli.global);
     let result = match cli.command {
         Command::Init(a) => commands::init::run(&app, &a),
@@ -222,9 +242,9 @@ fn main() -> ExitCode {
         Err(err) => {
             let code = exit_code(&err);
             let mut line = format!("error: {}", one_line(&err));
-            if let Some(hint) = hint(&err) {
+            if let Some(hint) = hint(&err, command) {
                 line.push_str("; ");
-                line.push_str(hint);
+                line.push_str(&hint);
             }
             eprintln!("{line}");
             ExitCode::from(code)
@@ -255,18 +275,38 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     }
 }
 
-/// A short piece of advice appended to the error line, where one helps.
-fn hint(err: &anyhow::Error) -> Option<&'static str> {
+/// A short piece of advice appended to the error line of `cairn COMMAND`, where one helps.
+fn hint(err: &anyhow::Error, command: &str) -> Option<String> {
     if let Some(Failure::NoRepository(_)) = err.downcast_ref::<Failure>() {
-        return Some("create one with `cairn init -r PATH`, or check -r/CAIRN_REPOSITORY");
+        return Some("create one with `cairn init -r PATH`, or check -r/CAIRN_REPOSITORY".into());
     }
-    match core_error(err).map(repo_core::Error::kind)? {
+    let core = core_error(err)?;
+    if core.is_storage_full() {
+        return Some(space_hint(core.kind(), command));
+    }
+    match core.kind() {
         repo_core::ErrorKind::WrongSecret => {
-            Some("check CAIRN_PASSWORD, --password-file or --password-command")
+            Some("check CAIRN_PASSWORD, --password-file or --password-command".into())
         }
-        repo_core::ErrorKind::Corrupt => Some("run `cairn check` to see what is damaged"),
+        repo_core::ErrorKind::Corrupt => Some("run `cairn check` to see what is damaged".into()),
         _ => None,
     }
+}
+
+/// What to do about a full file system: which one, what was left, and that a rerun completes.
+fn space_hint(kind: repo_core::ErrorKind, command: &str) -> String {
+    let (place, left) = match (kind, command) {
+        (repo_core::ErrorKind::Backend, "backup") => {
+            ("the repository's file system", "no snapshot was saved; ")
+        }
+        (repo_core::ErrorKind::Backend, _) => ("the repository's file system", ""),
+        (_, "restore") => (
+            "the restore target's file system",
+            "files that were not completely written were removed; ",
+        ),
+        _ => ("that file system", ""),
+    };
+    format!("{left}free space on {place} (or raise its quota) and run `cairn {command}` again")
 }
 
 /// The error as one line: context first, down to the first library error (whose message
@@ -311,6 +351,25 @@ mod tests {
         assert_eq!(exit_code(&e(repo_core::ErrorKind::NotFound)), 1);
         let nr = anyhow::Error::new(Failure::NoRepository("no repository at /x".into()));
         assert_eq!(exit_code(&nr), 10);
+        let full = |kind| {
+            let io = std::io::Error::from_raw_os_error(nix::libc::ENOSPC);
+            let e = if kind == repo_core::ErrorKind::Backend {
+                repo_core::Error::backend_io("write /r/data/ab/abcd", io)
+            } else {
+                repo_core::Error::io("write /t/file", io)
+            };
+            anyhow::Error::new(e)
+        };
+        let backup = full(repo_core::ErrorKind::Backend);
+        assert_eq!(exit_code(&backup), EXIT_FAILURE);
+        let h = hint(&backup, "backup").unwrap();
+        assert!(h.contains("repository's file system"), "{h}");
+        assert!(h.ends_with("run `cairn backup` again"), "{h}");
+        let restore = full(repo_core::ErrorKind::Io);
+        let h = hint(&restore, "restore").unwrap();
+        assert!(h.contains("restore target's file system"), "{h}");
+        assert!(h.contains("not completely written were removed"), "{h}");
+        assert_eq!(hint(&e(repo_core::ErrorKind::Io), "restore"), None);
         let wrapped = e(repo_core::ErrorKind::Locked).context("open repository");
         assert_eq!(exit_code(&wrapped), 11);
         assert_eq!(one_line(&wrapped), "open repository: x");

@@ -69,6 +69,7 @@ struct Inner {
     kind: ErrorKind,
     corruption: Option<CorruptionKind>,
     transient: bool,
+    storage_full: bool,
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
@@ -83,6 +84,7 @@ impl Error {
             kind,
             corruption: None,
             transient: false,
+            storage_full: false,
             message: message.into(),
             source: None,
         }))
@@ -100,18 +102,42 @@ impl Error {
     }
 
     /// An I/O error with the path or operation it happened on.
+    ///
+    /// A full file system or an exhausted quota is marked ([`Error::is_storage_full`]).
     pub fn io(context: impl fmt::Display, err: std::io::Error) -> Self {
         let kind = match err.kind() {
             std::io::ErrorKind::NotFound => ErrorKind::NotFound,
             _ => ErrorKind::Io,
         };
-        Self::new(kind, format!("{context}: {err}")).with_source(err)
+        let storage_full = is_storage_full(&err);
+        let mut e = Self::new(kind, format!("{context}: {err}")).with_source(err);
+        e.0.storage_full = storage_full;
+        e
     }
 
     /// A backend failure; `transient` marks failures that a retry may cure.
     pub fn backend(message: impl Into<String>, transient: bool) -> Self {
         let mut e = Self::new(ErrorKind::Backend, message);
         e.0.transient = transient;
+        e
+    }
+
+    /// A backend failure caused by a file-system or network I/O error, classified for the
+    /// retry layer: not found is [`ErrorKind::NotFound`]; an interrupted, timed-out or
+    /// would-block call is transient; everything else is a permanent [`ErrorKind::Backend`].
+    ///
+    /// A full file system or exhausted quota (`ENOSPC`, `EDQUOT`) is permanent on purpose:
+    /// space does not come back within the seconds a retry waits, so retrying would only
+    /// delay the error and rewrite the same doomed object; freeing space needs a person. It is
+    /// marked ([`Error::is_storage_full`]) so callers can say what to do.
+    pub fn backend_io(context: impl fmt::Display, err: std::io::Error) -> Self {
+        use std::io::ErrorKind as Io;
+        let io_kind = err.kind();
+        let mut e = Self::io(context, err);
+        if io_kind != Io::NotFound {
+            e.0.kind = ErrorKind::Backend;
+            e.0.transient = matches!(io_kind, Io::Interrupted | Io::TimedOut | Io::WouldBlock);
+        }
         e
     }
 
@@ -151,6 +177,7 @@ impl Error {
             kind: self.0.kind,
             corruption: self.0.corruption,
             transient: self.0.transient,
+            storage_full: self.0.storage_full,
             message: self.0.message.clone(),
             source: None,
         }))
@@ -171,6 +198,14 @@ impl Error {
         self.0.transient
     }
 
+    /// True when the operation failed because a file system was full or a quota was used up
+    /// (`ENOSPC`, `EDQUOT`): on the repository's storage for [`ErrorKind::Backend`], on a local
+    /// file system (a restore target) for [`ErrorKind::Io`]. Freeing space and running the
+    /// operation again cures it.
+    pub fn is_storage_full(&self) -> bool {
+        self.0.storage_full
+    }
+
     /// The message without the source chain.
     pub fn message(&self) -> &str {
         &self.0.message
@@ -189,9 +224,18 @@ impl fmt::Debug for Error {
             .field("kind", &self.0.kind)
             .field("corruption", &self.0.corruption)
             .field("transient", &self.0.transient)
+            .field("storage_full", &self.0.storage_full)
             .field("message", &self.0.message)
             .finish()
     }
+}
+
+/// Whether an I/O error means that there is no space left (file system full, quota exceeded).
+fn is_storage_full(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 impl std::error::Error for Error {
@@ -227,5 +271,39 @@ mod tests {
         );
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn full_disk_and_quota_are_permanent_storage_full_backend_errors() {
+        for errno in [nix::libc::ENOSPC, nix::libc::EDQUOT] {
+            let e = Error::backend_io(
+                "write data/ab/abcd",
+                std::io::Error::from_raw_os_error(errno),
+            );
+            assert_eq!(e.kind(), ErrorKind::Backend, "{e}");
+            assert!(!e.is_transient(), "errno {errno} must not be retried");
+            assert!(e.is_storage_full(), "{e}");
+            assert!(e.message().starts_with("write data/ab/abcd: "), "{e}");
+            let e = e.context("upload pack abcd").clone_shallow();
+            assert!(
+                e.is_storage_full(),
+                "context and shallow copies keep the mark"
+            );
+            // The same errno on a local file (a restore target) is an I/O error.
+            let local = Error::io("write /t/f", std::io::Error::from_raw_os_error(errno));
+            assert_eq!(local.kind(), ErrorKind::Io);
+            assert!(local.is_storage_full());
+        }
+        let timeout =
+            Error::backend_io("read x", std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert!(timeout.is_transient() && !timeout.is_storage_full());
+        let missing =
+            Error::backend_io("read x", std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
+        let denied = Error::backend_io(
+            "write x",
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        );
+        assert!(!denied.is_transient() && !denied.is_storage_full());
     }
 }

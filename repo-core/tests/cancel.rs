@@ -1,6 +1,7 @@
 //! Cancellation: a backup cancelled through its `CancelToken` returns `Cancelled`, writes no
 //! snapshot and no index, releases its lock, and leaves a repository in which the next backup
-//! succeeds and `check` is clean (unreferenced packs allowed). Restore stops likewise.
+//! succeeds and `check` is clean (unreferenced packs allowed). Restore stops likewise, removes
+//! the files it had not finished, and the same restore run again completes.
 
 #[path = "support/fixture.rs"]
 mod fixture;
@@ -124,14 +125,28 @@ fn cancelled_restore_stops_with_cancelled() {
     opts.subpath = Some(src.clone());
     let plan = fx.repo().plan_restore(&ctx(), &snapshot, &opts).unwrap();
     let sink = CancelOnFirstAdvance::new(Phase::Restore);
+    let target = tmp.path().join("target");
     let err = fx
         .repo()
-        .restore(
-            &OpCtx::new(&sink, &sink.token),
-            &plan,
-            &tmp.path().join("target"),
-        )
+        .restore(&OpCtx::new(&sink, &sink.token), &plan, &target)
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
     assert!(fx.backend.list(FileType::Lock).unwrap().is_empty());
+    // No file is left partly written: each one there is whole, the rest are absent.
+    let (mut whole, mut absent) = (0, 0);
+    for i in 0..300u64 {
+        let rel = format!("d{}/f{i:03}", i % 7);
+        match std::fs::read(target.join(&rel)) {
+            Ok(bytes) => {
+                assert!(bytes == random_bytes(i, 20 * 1024), "{rel}: partly written");
+                whole += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => absent += 1,
+            Err(e) => panic!("{rel}: {e}"),
+        }
+    }
+    assert!(absent > 0, "cancelled before the end ({whole} whole)");
+    // The same restore again completes it.
+    let _ = fx.repo().restore(&ctx(), &plan, &target).unwrap();
+    fixture::assert_same_tree(&src, &target);
 }

@@ -1,7 +1,9 @@
 //! A fault-injecting backend (issue: reliability §3) and what the repository does about each
 //! fault: transient failures are retried, permanent ones fail the operation cleanly, short or
 //! empty uploads reported as successful are caught, corrupted reads are named, stale and paged
-//! listings never lead to a snapshot that references data not durably stored.
+//! listings never lead to a snapshot that references data not durably stored. Storage that
+//! runs full (reliability §6/§9) fails a backup cleanly, without retries, and the next backup
+//! succeeds once there is space; a restore that fails halfway leaves no partly written file.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -29,11 +31,24 @@ enum Fault {
     ListPartial(FileType),
 }
 
+/// Storage capacity, like a file system or quota: a write that would take the stored bytes
+/// above `limit` fails with "no space left on device" and stores nothing.
+#[derive(Debug, Default)]
+struct Space {
+    limit: Option<u64>,
+    /// The disk runs full when the first write of this type arrives (the limit becomes what
+    /// is stored at that moment).
+    full_at: Option<FileType>,
+    /// Writes refused for lack of space.
+    refused: Vec<(FileType, String)>,
+}
+
 #[derive(Clone)]
 struct FaultyBackend {
     inner: MemoryBackend,
     faults: Arc<Mutex<VecDeque<Fault>>>,
     fired: Arc<Mutex<Vec<Fault>>>,
+    space: Arc<Mutex<Space>>,
 }
 
 impl FaultyBackend {
@@ -42,6 +57,35 @@ impl FaultyBackend {
             inner: MemoryBackend::new(),
             faults: Arc::default(),
             fired: Arc::default(),
+            space: Arc::default(),
+        }
+    }
+
+    /// Bytes stored, all types together.
+    fn used(&self) -> u64 {
+        FileType::ALL
+            .iter()
+            .flat_map(|&t| self.inner.list(t).unwrap())
+            .map(|(_, len)| len)
+            .sum()
+    }
+
+    /// Refuses the write, like a full disk, when it does not fit.
+    fn check_space(&self, t: FileType, name: &str, len: usize) -> repo_core::Result<()> {
+        let mut space = self.space.lock().unwrap();
+        if space.full_at == Some(t) {
+            space.full_at = None;
+            space.limit = Some(self.used());
+        }
+        match space.limit {
+            Some(limit) if self.used() + len as u64 > limit => {
+                space.refused.push((t, name.to_string()));
+                Err(Error::backend_io(
+                    format_args!("write {}/{name}", t.dir()),
+                    std::io::Error::from_raw_os_error(nix::libc::ENOSPC),
+                ))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -70,6 +114,7 @@ impl Backend for FaultyBackend {
         self.inner.create()
     }
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> repo_core::Result<()> {
+        self.check_space(t, name, data.len())?;
         match self.take(|f| match f {
             Fault::WriteTransient(x)
             | Fault::WritePermanent(x)
@@ -160,6 +205,26 @@ fn source(dir: &Path, seed: u8) {
         std::fs::write(dir.join("sub").join(format!("f{i}")), data).unwrap();
     }
     std::fs::write(dir.join("top.txt"), vec![seed; 3000]).unwrap();
+}
+
+/// The layout of [`source`] with incompressible content: about 3 MiB, so several packs.
+fn random_source(dir: &Path, seed: u64) {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut noise = |len: usize| -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    };
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    for i in 0..5u8 {
+        std::fs::write(dir.join("sub").join(format!("f{i}")), noise(600_000)).unwrap();
+    }
+    std::fs::write(dir.join("top.txt"), noise(3000)).unwrap();
 }
 
 fn snapshot_count(backend: &FaultyBackend) -> usize {
@@ -402,4 +467,128 @@ fn empty_or_garbage_index_file_is_skipped_and_named() {
     let _ = repo
         .restore(&OpCtx::default(), &plan, target.path())
         .unwrap();
+}
+
+#[test]
+fn full_storage_fails_the_backup_at_once_and_the_next_backup_succeeds() {
+    // Full while packs are written (1.5 MB of room for 3 MB), when the index is written, when
+    // the snapshot is written.
+    let cases = [
+        ("data/", Some(1_500_000), None),
+        ("index/", None, Some(FileType::Index)),
+        ("snapshots/", None, Some(FileType::Snapshot)),
+    ];
+    for (object, room, full_at) in cases {
+        let b = FaultyBackend::new();
+        let repo = init(&b);
+        let src = tempfile::tempdir().unwrap();
+        random_source(src.path(), 7);
+        {
+            let mut space = b.space.lock().unwrap();
+            space.limit = room.map(|r: u64| b.used() + r);
+            space.full_at = full_at;
+        }
+        let err = repo
+            .backup(
+                &OpCtx::default(),
+                &[src.path().to_path_buf()],
+                &BackupOptions::default(),
+            )
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Backend, "{object}: {err}");
+        assert!(err.is_storage_full(), "{object}: {err:?}");
+        assert!(
+            err.to_string().contains(&format!("write {object}"))
+                && err.to_string().contains("No space left on device"),
+            "{object}: {err}"
+        );
+        let refused = std::mem::take(&mut b.space.lock().unwrap().refused);
+        assert!(!refused.is_empty(), "{object}");
+        let mut names: Vec<_> = refused.iter().map(|(_, n)| n.clone()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), refused.len(), "{object}: retried {refused:?}");
+        assert_eq!(snapshot_count(&b), 0, "{object}: no snapshot");
+        assert!(
+            b.inner.list(FileType::Lock).unwrap().is_empty(),
+            "{object}: lock released"
+        );
+        if object == "data/" {
+            assert!(
+                b.inner.list(FileType::Index).unwrap().is_empty(),
+                "no index without the packs it lists"
+            );
+        }
+
+        // Space is back: the next backup succeeds, restores, and check is clean (the packs
+        // stored before the disk ran full are at most unreferenced).
+        *b.space.lock().unwrap() = Space::default();
+        let repo = open(&b);
+        let s = repo
+            .backup(
+                &OpCtx::default(),
+                &[src.path().to_path_buf()],
+                &BackupOptions::default(),
+            )
+            .unwrap();
+        assert!(s.snapshot.is_some());
+        assert_eq!(snapshot_count(&b), 1);
+        assert_latest_restores(&b, src.path());
+    }
+}
+
+#[test]
+fn failed_restore_leaves_no_partly_written_file_and_a_rerun_completes() {
+    let b = FaultyBackend::new();
+    let repo = init(&b);
+    let src = tempfile::tempdir().unwrap();
+    random_source(src.path(), 8);
+    let _ = repo
+        .backup(
+            &OpCtx::default(),
+            &[src.path().to_path_buf()],
+            &BackupOptions::default(),
+        )
+        .unwrap();
+    let repo = open(&b);
+    assert!(
+        b.inner.list(FileType::Pack).unwrap().len() >= 3,
+        "several packs"
+    );
+    let ctx = OpCtx::default();
+    let snap = repo
+        .find_snapshot(&ctx, "latest", &SnapshotFilter::default())
+        .unwrap();
+    let mut o = RestoreOptions::default();
+    o.subpath = Some(src.path().to_path_buf());
+    let plan = repo.plan_restore(&ctx, &snap, &o).unwrap();
+    let files = ["top.txt", "sub/f0", "sub/f1", "sub/f2", "sub/f3", "sub/f4"];
+
+    // One pack read arrives damaged: the restore stops with an error.
+    b.inject(Fault::ReadCorrupt(FileType::Pack));
+    let target = tempfile::tempdir().unwrap();
+    let err = repo.restore(&ctx, &plan, target.path()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    let mut missing = 0;
+    for f in files {
+        match std::fs::read(target.path().join(f)) {
+            Ok(bytes) => assert!(
+                bytes == std::fs::read(src.path().join(f)).unwrap(),
+                "{f}: a partly written file was left behind"
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing += 1,
+            Err(e) => panic!("{f}: {e}"),
+        }
+    }
+    assert!(missing > 0, "the file with the damaged blob is not there");
+
+    // The same restore again, without the fault, completes.
+    let _ = repo.restore(&ctx, &plan, target.path()).unwrap();
+    for f in files {
+        assert!(
+            std::fs::read(target.path().join(f)).unwrap()
+                == std::fs::read(src.path().join(f)).unwrap(),
+            "{f}"
+        );
+    }
 }

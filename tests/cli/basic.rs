@@ -6,16 +6,9 @@ use std::os::unix::fs::PermissionsExt;
 
 use serde_json::Value;
 
-use crate::support::{arg, assert_same_tree, is_root, json_lines, text, write_sample_tree, Env};
-
-/// Asserts that stderr is exactly one `error: ...` line and returns it.
-fn one_error_line(stderr: &[u8]) -> String {
-    let err = text(stderr);
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one stderr line, got {err:?}");
-    assert!(lines[0].starts_with("error: "), "{err:?}");
-    lines[0].to_string()
-}
+use crate::support::{
+    arg, assert_same_tree, is_root, json_lines, one_error_line, text, write_sample_tree, Env,
+};
 
 #[test]
 fn init_backup_restore_roundtrip_is_byte_exact() {

@@ -7,6 +7,7 @@
 
 mod basic;
 mod concurrency;
+mod diskfull;
 mod excludes;
 mod filekinds;
 mod incremental;

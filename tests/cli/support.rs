@@ -138,6 +138,15 @@ pub fn summary(out: &Output) -> Value {
     v
 }
 
+/// Asserts that stderr is exactly one `error: ...` line and returns it.
+pub fn one_error_line(stderr: &[u8]) -> String {
+    let err = text(stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one stderr line, got {err:?}");
+    assert!(lines[0].starts_with("error: "), "{err:?}");
+    lines[0].to_string()
+}
+
 /// Lossy text of process output.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -244,4 +253,82 @@ pub fn tree_paths(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut out);
     out.sort();
     out
+}
+
+/// A small tmpfs mounted for one test, unmounted when dropped: a file system that really runs
+/// full. Mounting needs root (CI runs as root); elsewhere [`Tmpfs::mount`] says the test is
+/// skipped.
+pub struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it, e.g. `8m`) at `dir`, created if
+    /// missing. `None`, after printing "skipped: needs root to mount tmpfs" to stderr, when
+    /// mounting is not permitted here.
+    pub fn mount(dir: &Path, size: &str) -> Option<Self> {
+        fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        if !is_root() {
+            eprintln!("skipped: needs root to mount tmpfs");
+            return None;
+        }
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Self {
+                dir: dir.to_path_buf(),
+            }),
+            Ok(o) => {
+                eprintln!(
+                    "skipped: needs root to mount tmpfs (mount: {})",
+                    text(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipped: needs root to mount tmpfs (mount: {e})");
+                None
+            }
+        }
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Changes the size (frees space without touching the files).
+    pub fn resize(&self, size: &str) {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "remount {}: {}",
+            self.dir.display(),
+            text(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+    }
 }

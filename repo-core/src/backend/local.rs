@@ -2,7 +2,9 @@
 //!
 //! Writes go to a temporary file in the destination directory, are fsynced, renamed into place,
 //! and the directory is fsynced, so a crash leaves either the whole object or none (plus, at
-//! worst, a `.tmp-*` file that listings ignore and the next write of the directory may remove).
+//! worst, a `.tmp-*` file that listings ignore). A write that fails (a full file system or
+//! exhausted quota included) removes its temporary file before it returns the error, which for
+//! `ENOSPC`/`EDQUOT` is permanent and marked [`Error::is_storage_full`].
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind as IoKind, Read, Seek, SeekFrom, Write};
@@ -19,17 +21,10 @@ pub struct LocalBackend {
 
 const TMP_PREFIX: &str = ".tmp-";
 
+/// Classifies a file-system error for the retry layer ([`Error::backend_io`]): a full file
+/// system or exhausted quota is permanent and marked as such.
 fn io_err(context: impl std::fmt::Display, e: std::io::Error) -> Error {
-    let transient = matches!(
-        e.kind(),
-        IoKind::Interrupted | IoKind::TimedOut | IoKind::WouldBlock
-    );
-    let kind = e.kind();
-    let mut err = Error::io(context, e);
-    if kind != IoKind::NotFound {
-        err = Error::backend(err.message().to_string(), transient);
-    }
-    err
+    Error::backend_io(context, e)
 }
 
 impl LocalBackend {
@@ -299,6 +294,29 @@ mod tests {
             "create on a non-empty directory must fail"
         );
         assert!(other.root().join("notes.txt").exists());
+    }
+
+    #[test]
+    fn failed_write_removes_its_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create().unwrap();
+        // A directory where the object goes makes the final rename fail.
+        let blocker = b.root().join("data/ab/abcdef");
+        fs::create_dir(&blocker).unwrap();
+        let err = b.write(FileType::Pack, "abcdef", b"hello").unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Backend, "{err}");
+        assert!(!err.is_transient() && !err.is_storage_full(), "{err:?}");
+        let left: Vec<_> = fs::read_dir(b.root().join("data/ab"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("abcdef")],
+            "temp file left"
+        );
+        assert!(blocker.is_dir());
     }
 
     #[test]

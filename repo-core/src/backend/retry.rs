@@ -1,7 +1,9 @@
 //! A decorator that retries transient backend failures with exponential backoff.
 //!
 //! Only errors that say they are transient ([`crate::Error::is_transient`]) are retried;
-//! permanent ones (not found, permission denied, a full disk) fail at once. Writes are safe to
+//! permanent ones (not found, permission denied, a full disk or exhausted quota) fail at once:
+//! space does not come back within the seconds the retries wait (see
+//! [`crate::Error::backend_io`]). Writes are safe to
 //! retry because every object is written whole and named by its content.
 
 use std::sync::Arc;
@@ -171,6 +173,56 @@ mod tests {
             perm.left.load(Ordering::SeqCst),
             0,
             "a permanent failure is tried once"
+        );
+    }
+
+    /// Fails every write with "no space left on device", counting the attempts.
+    struct Full {
+        attempts: AtomicU32,
+    }
+
+    impl Backend for Full {
+        fn location(&self) -> String {
+            "full".into()
+        }
+        fn create(&self) -> Result<()> {
+            Ok(())
+        }
+        fn write(&self, t: FileType, n: &str, _: &[u8]) -> Result<()> {
+            let _ = self.attempts.fetch_add(1, Ordering::SeqCst);
+            Err(Error::backend_io(
+                format_args!("write {}/{n}", t.dir()),
+                std::io::Error::from_raw_os_error(nix::libc::ENOSPC),
+            ))
+        }
+        fn read(&self, _: FileType, _: &str) -> Result<Vec<u8>> {
+            Ok(Vec::new())
+        }
+        fn read_range(&self, _: FileType, _: &str, _: u64, _: u32) -> Result<Vec<u8>> {
+            Ok(Vec::new())
+        }
+        fn list(&self, _: FileType) -> Result<Vec<(String, u64)>> {
+            Ok(Vec::new())
+        }
+        fn delete(&self, _: FileType, _: &str) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_full_disk_is_not_retried() {
+        let full = Arc::new(Full {
+            attempts: AtomicU32::new(0),
+        });
+        let b = RetryBackend::new(full.clone()).with_policy(5, Duration::from_secs(10));
+        let started = std::time::Instant::now();
+        let err = b.write(FileType::Pack, "abcd", b"x").unwrap_err();
+        assert!(err.is_storage_full(), "{err:?}");
+        assert!(err.to_string().contains("No space left on device"), "{err}");
+        assert_eq!(full.attempts.load(Ordering::SeqCst), 1);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no backoff wait"
         );
     }
 }
