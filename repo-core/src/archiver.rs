@@ -24,7 +24,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
@@ -36,7 +36,7 @@ use crate::format::envelope;
 use crate::format::index::{IndexBlob, IndexFile, IndexPack};
 use crate::format::pack::{self, PackEntry};
 use crate::format::snapshot::{SnapshotFile, SnapshotSummary};
-use crate::format::tree::{Node, NodeKind, Tree, TreeEncoder, Xattr};
+use crate::format::tree::{Node, NodeKind, TreeCursor, TreeEncoder, Xattr};
 use crate::format::{BlobType, MAX_PACK_BLOBS};
 use crate::id::{BlobId, Id, PackId, SnapshotId};
 use crate::lock::LockMode;
@@ -510,22 +510,30 @@ impl Walker<'_, '_> {
         self.skipped.push((path.to_path_buf(), e.to_string()));
     }
 
-    fn parent_subtree(&self, parent: Option<&Tree>, name: &[u8]) -> Option<Arc<Tree>> {
-        let node = parent?.find(name)?;
+    /// The parent snapshot's listing of a directory whose parent node is `old`. A parent tree
+    /// that cannot be read only costs speed: its files are read again.
+    fn parent_subtree(&self, old: Option<&Node>) -> Option<TreeCursor> {
+        let node = old?;
         if node.kind != NodeKind::Dir {
             return None;
         }
-        self.shared.repo.read_tree(node.subtree.as_ref()?).ok()
+        let id = node.subtree.as_ref()?;
+        let raw = self.shared.repo.read_blob(BlobType::Tree, id).ok()?;
+        TreeCursor::new(raw, &format_args!("tree {id}")).ok()
     }
 
-    fn walk_sources(&mut self, level: &BTreeMap<Vec<u8>, Source>, parent: Option<&Tree>) -> bool {
+    fn walk_sources(
+        &mut self,
+        level: &BTreeMap<Vec<u8>, Source>,
+        mut parent: Option<&mut TreeCursor>,
+    ) -> bool {
         for (name, source) in level {
             if self.shared.failed() {
                 return false;
             }
             match source {
                 Source::Target(path) => {
-                    if !self.entry(path, name.clone(), parent, None) {
+                    if !self.entry(path, name.clone(), parent.as_deref_mut(), None) {
                         return false;
                     }
                 }
@@ -544,9 +552,10 @@ impl Walker<'_, '_> {
                     };
                     let mut node = node_from_meta(name.clone(), &meta.0, &mut self.owners);
                     node.xattrs = read_xattrs(&meta.1);
-                    let sub = self.parent_subtree(parent, name);
+                    let old = parent.as_deref_mut().and_then(|p| p.take(name));
+                    let mut sub = self.parent_subtree(old.as_ref());
                     if !self.emit(Event::Enter(node))
-                        || !self.walk_sources(children, sub.as_deref())
+                        || !self.walk_sources(children, sub.as_mut())
                         || !self.emit(Event::Leave)
                     {
                         return false;
@@ -576,7 +585,7 @@ impl Walker<'_, '_> {
         &mut self,
         path: &Path,
         name: Vec<u8>,
-        parent: Option<&Tree>,
+        parent: Option<&mut TreeCursor>,
         root_dev: Option<u64>,
     ) -> bool {
         if self.excluder.excluded_path(path) {
@@ -596,11 +605,11 @@ impl Walker<'_, '_> {
             }
         };
         let mut node = node_from_meta(name, &meta, &mut self.owners);
-        let old = parent.and_then(|t| t.find(&node.name));
-        let unchanged_meta = old.is_some_and(|o| {
+        let old = parent.and_then(|p| p.take(&node.name));
+        let unchanged_meta = old.as_ref().is_some_and(|o| {
             o.kind == node.kind && o.ctime_ns == node.ctime_ns && o.inode == node.inode
         });
-        node.xattrs = match old {
+        node.xattrs = match &old {
             Some(o) if unchanged_meta => o.xattrs.clone(),
             _ => read_xattrs(&sys),
         };
@@ -620,7 +629,7 @@ impl Walker<'_, '_> {
                         return true;
                     }
                 };
-                let sub = self.parent_subtree(parent, &node.name);
+                let mut sub = self.parent_subtree(old.as_ref());
                 if !self.emit(Event::Enter(node)) {
                     return false;
                 }
@@ -629,7 +638,7 @@ impl Walker<'_, '_> {
                         return false;
                     }
                     let child_path = path.join(OsStr::from_bytes(&child));
-                    if !self.entry(&child_path, child, sub.as_deref(), Some(root_dev)) {
+                    if !self.entry(&child_path, child, sub.as_mut(), Some(root_dev)) {
                         return false;
                     }
                 }
@@ -1246,7 +1255,10 @@ impl Repository<Indexed> {
         };
         // An unreadable parent only costs speed: every file is then read again.
         let parent_root = match &parent {
-            Some(p) => match self.read_tree(&p.meta.tree) {
+            Some(p) => match self
+                .read_blob(BlobType::Tree, &p.meta.tree)
+                .and_then(|raw| TreeCursor::new(raw, &format_args!("tree {}", p.meta.tree)))
+            {
                 Ok(t) => Some(t),
                 Err(e) => {
                     let message =
@@ -1313,7 +1325,7 @@ impl Repository<Indexed> {
                 .spawn_scoped(s, {
                     let excluder = &excluder;
                     let sources = &sources;
-                    let parent_root = parent_root.clone();
+                    let mut parent_root = parent_root;
                     let walker_skipped = &mut walker_skipped;
                     move || {
                         let mut w = Walker {
@@ -1326,7 +1338,7 @@ impl Repository<Indexed> {
                             owners: Owners::default(),
                             skipped: Vec::new(),
                         };
-                        let _ = w.walk_sources(sources, parent_root.as_deref());
+                        let _ = w.walk_sources(sources, parent_root.as_mut());
                         *walker_skipped = w.skipped;
                     }
                 });
