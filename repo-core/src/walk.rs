@@ -8,10 +8,34 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::tree::{Node, NodeKind, Tree};
+use crate::format::tree::{Node, NodeKind, Tree, TreeCursor};
 use crate::format::BlobType;
 use crate::id::BlobId;
 use crate::repository::{Indexed, Repository};
+
+/// Trees whose encoding is larger than this are walked node by node instead of decoded whole.
+const STREAM_TREES_OVER: usize = 1 << 20;
+
+/// One directory's entries during a walk.
+enum Listing {
+    /// A decoded tree and the index of the next node.
+    Decoded(Arc<Tree>, usize),
+    /// A large tree read node by node.
+    Streamed(Box<TreeCursor>, BlobId),
+}
+
+impl Listing {
+    fn next(&mut self) -> Result<Option<Node>> {
+        match self {
+            Listing::Decoded(tree, i) => {
+                let node = tree.nodes.get(*i).cloned();
+                *i += 1;
+                Ok(node)
+            }
+            Listing::Streamed(cursor, id) => cursor.next_node(&format_args!("tree {id}")),
+        }
+    }
+}
 
 /// An entry met during a walk: its path inside the snapshot (absolute, `/`-rooted) and node.
 #[derive(Debug, Clone)]
@@ -63,33 +87,55 @@ impl Repository<Indexed> {
 
     /// Visits every node below the tree `start` (pre-order, names sorted), with paths under
     /// `base`. `visit` returns false to skip a directory's children.
+    ///
+    /// Memory: one listing per level of the current path. Small trees come decoded from the
+    /// tree cache; a large one (a directory of a million files) is decoded node by node from
+    /// its encoded bytes, a quarter of its decoded size.
     pub fn walk_tree(
         &self,
         start: &BlobId,
         base: &Path,
         visit: &mut dyn FnMut(&WalkEntry) -> Result<bool>,
     ) -> Result<()> {
-        let mut stack: Vec<(Arc<Tree>, usize, PathBuf, usize)> =
-            vec![(self.read_tree(start)?, 0, base.to_path_buf(), 1)];
-        while let Some((tree, i, dir, depth)) = stack.pop() {
-            if i >= tree.nodes.len() {
+        let mut dir = base.to_path_buf();
+        let mut stack = vec![self.listing(start)?];
+        while let Some(top) = stack.last_mut() {
+            let Some(node) = top.next()? else {
+                let _ = stack.pop();
+                if !stack.is_empty() {
+                    let _ = dir.pop();
+                }
                 continue;
-            }
-            let node = &tree.nodes[i];
+            };
             let entry = WalkEntry {
                 path: dir.join(std::ffi::OsStr::from_bytes(&node.name)),
-                node: node.clone(),
-                depth,
+                node,
+                depth: stack.len(),
             };
-            stack.push((Arc::clone(&tree), i + 1, dir, depth));
             let descend = visit(&entry)?;
-            if descend && node.kind == NodeKind::Dir {
-                if let Some(sub) = &node.subtree {
-                    stack.push((self.read_tree(sub)?, 0, entry.path, depth + 1));
+            if descend && entry.node.kind == NodeKind::Dir {
+                if let Some(sub) = &entry.node.subtree {
+                    stack.push(self.listing(sub)?);
+                    dir = entry.path;
                 }
             }
         }
         Ok(())
+    }
+
+    /// The entries of tree `id`, decoded through the cache or streamed when large.
+    fn listing(&self, id: &BlobId) -> Result<Listing> {
+        let raw_len = self
+            .index()
+            .lookup(BlobType::Tree, id)
+            .map_or(0, |loc| loc.raw_len);
+        if raw_len as usize > STREAM_TREES_OVER {
+            let raw = self.read_blob(BlobType::Tree, id)?;
+            let cursor = TreeCursor::new(raw, &format_args!("tree {id}"))?;
+            Ok(Listing::Streamed(Box::new(cursor), *id))
+        } else {
+            Ok(Listing::Decoded(self.read_tree(id)?, 0))
+        }
     }
 
     /// Reads up to `len` bytes of a file node's content at `offset` (the FUSE read path).

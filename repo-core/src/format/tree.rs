@@ -334,6 +334,47 @@ impl TreeCursor {
         true
     }
 
+    /// The next node in order, strictly: a damaged or invalid node is an error naming
+    /// `object`, and so are bytes left after the last node.
+    pub fn next_node(&mut self, object: &dyn std::fmt::Display) -> Result<Option<Node>> {
+        if let Some(n) = self.current.take() {
+            return Ok(Some(n));
+        }
+        if self.left == 0 {
+            if self.pos != self.raw.len() {
+                return Err(Error::corrupt(
+                    CorruptionKind::BadEncoding,
+                    object,
+                    format!("{} unexpected trailing bytes", self.raw.len() - self.pos),
+                ));
+            }
+            return Ok(None);
+        }
+        let (node, rest) = match postcard::take_from_bytes::<Node>(&self.raw[self.pos..]) {
+            Ok(v) => v,
+            Err(postcard::Error::DeserializeUnexpectedEnd) => {
+                return Err(Error::corrupt(
+                    CorruptionKind::Truncated,
+                    object,
+                    "structure ends early",
+                ))
+            }
+            Err(e) => {
+                return Err(Error::corrupt(
+                    CorruptionKind::BadEncoding,
+                    object,
+                    e.to_string(),
+                ))
+            }
+        };
+        check_node(self.last.as_deref(), &node)
+            .map_err(|msg| Error::corrupt(CorruptionKind::BadEncoding, object, msg))?;
+        self.pos = self.raw.len() - rest.len();
+        self.left -= 1;
+        self.last = Some(node.name.clone());
+        Ok(Some(node))
+    }
+
     /// Takes the node named `name`, if the tree holds one. Names must be asked for in
     /// increasing order: nodes before `name` are skipped for good.
     pub fn take(&mut self, name: &[u8]) -> Option<Node> {
