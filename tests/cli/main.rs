@@ -12,4 +12,5 @@ mod excludes;
 mod filekinds;
 mod incremental;
 mod restore;
+mod scale;
 mod support;
