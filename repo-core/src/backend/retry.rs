@@ -1,4 +1,5 @@
-//! A decorator that retries transient backend failures with exponential backoff.
+//! A decorator that retries transient backend failures with exponential backoff and normalises
+//! listings (sorted, each name once).
 //!
 //! Only errors that say they are transient ([`crate::Error::is_transient`]) are retried;
 //! permanent ones (not found, permission denied, a full disk or exhausted quota) fail at once:
@@ -83,8 +84,14 @@ impl Backend for RetryBackend {
         self.retry(|| self.inner.read_range(file_type, name, offset, len))
     }
 
+    /// Lists, then normalises: sorted by name, each name once. An object store's paginated
+    /// listing can repeat a name across pages while objects are added, and a repeated snapshot
+    /// or index file must not count twice.
     fn list(&self, file_type: FileType) -> Result<Vec<(String, u64)>> {
-        self.retry(|| self.inner.list(file_type))
+        let mut all = self.retry(|| self.inner.list(file_type))?;
+        all.sort_unstable();
+        all.dedup_by(|a, b| a.0 == b.0);
+        Ok(all)
     }
 
     fn size(&self, file_type: FileType, name: &str) -> Result<u64> {
