@@ -1,8 +1,10 @@
 //! A local cache of immutable repository files: index and snapshot files, and whole tree packs.
 //!
 //! Every cached file is named by the hash of its content, so a cached copy is either exactly
-//! right or detectably wrong (reads re-hash and fall back to the backend). The cache is never
-//! needed for correctness; deleting it at any time is safe.
+//! right or detectably wrong: whole files are re-hashed when read, and a tree blob read by
+//! range from a cached pack is checked by its MAC and keyed id like any blob; either falls
+//! back to the backend when wrong. The cache is never needed for correctness; deleting it at
+//! any time is safe.
 
 use std::fs;
 use std::os::unix::fs::FileExt;
