@@ -13,7 +13,7 @@ use crate::format::envelope::{self, ObjectType};
 use crate::format::index::IndexFile;
 use crate::format::lock::LockFile;
 use crate::format::snapshot::SnapshotFile;
-use crate::format::tree::Tree;
+use crate::format::tree::{Tree, TreeCursor};
 use crate::format::{keyfile, pack, BlobType};
 use crate::id::BlobId;
 use crate::index::MasterIndex;
@@ -135,8 +135,32 @@ pub fn decode_index(data: &[u8]) {
 }
 
 /// Tree plaintexts.
+///
+/// The streaming [`TreeCursor`] (backup and listing read trees through it) must agree with the
+/// whole-tree decoder: the same nodes when the bytes are a valid tree, an error (never another
+/// tree) when they are not; and lenient lookups by name find every node of a valid tree.
 pub fn decode_tree(data: &[u8]) {
-    let _ = Tree::from_plaintext(data, &"tree");
+    let tree = Tree::from_plaintext(data, &"tree");
+    let streamed = TreeCursor::new(data.to_vec(), &"tree").and_then(|mut cursor| {
+        let mut nodes = Vec::new();
+        while let Some(node) = cursor.next_node(&"tree")? {
+            nodes.push(node);
+        }
+        Ok(nodes)
+    });
+    match (&tree, &streamed) {
+        (Ok(t), Ok(nodes)) => assert_eq!(&t.nodes, nodes, "cursor and decoder disagree"),
+        (Ok(_), Err(e)) => panic!("cursor refuses a tree the decoder accepts: {e}"),
+        (Err(e), Ok(_)) => panic!("cursor accepts a tree the decoder refuses: {e}"),
+        (Err(_), Err(_)) => {}
+    }
+    if let Ok(t) = &tree {
+        let mut cursor = TreeCursor::new(data.to_vec(), &"tree").expect("valid tree");
+        for node in &t.nodes {
+            assert_eq!(cursor.take(&node.name).as_ref(), Some(node));
+        }
+        assert_eq!(cursor.take(&[0xff; 300]), None);
+    }
 }
 
 /// Snapshot plaintexts.
