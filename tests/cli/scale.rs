@@ -2,6 +2,9 @@
 //! files and takes minutes); `scripts/long-tests.sh` runs it. It prints each step's peak RSS
 //! and asserts the bounds the design promises: a directory costs its encoded tree (about 80
 //! bytes per entry) plus, during a restore, a compact plan entry per file.
+//!
+//! Measured 2026-11-30 (ext4, release): first backup 179 MiB, unchanged re-backup 201 MiB,
+//! restore 301 MiB; the bounds leave about 40 % for allocator and thread-stack variation.
 
 use std::fs;
 use std::process::{Command, Stdio};
@@ -62,12 +65,12 @@ fn one_million_empty_files_in_one_directory() {
 
     let mut steps = Vec::new();
     for (step, args, bound_mib) in [
-        ("first backup", vec!["backup", "-q", arg(&src)], 320),
-        ("unchanged backup", vec!["backup", "-q", arg(&src)], 384),
+        ("first backup", vec!["backup", "-q", arg(&src)], 256),
+        ("unchanged backup", vec!["backup", "-q", arg(&src)], 288),
         (
             "restore",
             vec!["restore", "-q", "latest", "--target", arg(&env.path("out"))],
-            640,
+            420,
         ),
     ] {
         let mut cmd = env.cairn();
