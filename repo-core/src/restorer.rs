@@ -418,6 +418,16 @@ struct NeededBlob {
     places: Vec<Placement>,
 }
 
+/// What became of one regular file in the creation step of a restore.
+enum FileOutcome {
+    /// Created empty at its full length, to be filled.
+    Created,
+    /// Left as it was by the overwrite policy.
+    Kept,
+    /// Failed; `created` when a file was made anyway (it must be removed).
+    Failed { created: bool, error: Error },
+}
+
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -516,60 +526,51 @@ impl Restorer<'_, '_> {
         let mut linkable: HashSet<&Path> = HashSet::new();
         let mut own_copy: HashSet<usize> = HashSet::new();
         let mut files: Vec<usize> = Vec::new();
-        for (i, e) in self.plan.entries.iter().enumerate() {
-            if e.node.kind != NodeKind::File || under_blocked(&e.path, &blocked) {
-                continue;
+        // Files under their first (or only) name are independent of each other: they are
+        // created in parallel, a few system calls each for tens of thousands of small files.
+        // Further names of a hard link come after, in order, as they depend on the first.
+        let first_names: Vec<usize> = (self.plan.entries.iter().enumerate())
+            .filter(|(_, e)| {
+                e.node.kind == NodeKind::File
+                    && e.link_to.is_none()
+                    && !under_blocked(&e.path, &blocked)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let outcomes: Vec<FileOutcome> = first_names
+            .par_iter()
+            .map(|&i| self.create_file(i))
+            .collect();
+        let mut failure = None;
+        for (&i, outcome) in first_names.iter().zip(outcomes) {
+            if self.record(i, outcome, &mut files, &mut left_alone, &mut failure) {
+                let _ = linkable.insert(self.plan.entries[i].path.as_path());
             }
-            if let Some(first) = &e.link_to {
-                if linkable.contains(first.as_path()) {
-                    continue;
-                }
-                let _ = own_copy.insert(i);
+        }
+        // Further names whose first name was not restored here get their own copy.
+        let own: Vec<usize> = (self.plan.entries.iter().enumerate())
+            .filter(|(_, e)| {
+                e.node.kind == NodeKind::File
+                    && e.link_to
+                        .as_ref()
+                        .is_some_and(|first| !linkable.contains(first.as_path()))
+                    && !under_blocked(&e.path, &blocked)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for i in own {
+            if failure.is_some() {
+                break;
             }
-            // If this step fails, the files made so far hold no content yet: only empty ones
-            // are complete, the others are removed.
-            let complete_unfilled = |fi: usize| self.plan.entries[fi].node.content.is_empty();
-            let keep = match self
-                .at(&e.path)
-                .and_then(|path| Ok((self.keep_existing(&path, &e.node)?, path)))
-            {
-                Ok(keep) => keep,
-                Err(err) => {
-                    self.remove_incomplete(&files, complete_unfilled);
-                    return Err(err);
-                }
-            };
-            let (keep, path) = keep;
-            if keep {
-                self.summary
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .files_skipped += 1;
-                if never {
-                    let _ = left_alone.insert(i);
-                } else {
-                    // Kept by if-changed: taken to match the snapshot.
-                    let _ = linkable.insert(&e.path);
-                }
-                continue;
-            }
-            let created = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .custom_flags(nix::libc::O_NOFOLLOW)
-                .mode(0o600)
-                .open(&path)
-                .map_err(|err| io("create", &path, err))
-                .and_then(|f| {
-                    files.push(i);
-                    f.set_len(e.node.size).map_err(|err| io("size", &path, err))
-                });
-            if let Err(err) = created {
-                self.remove_incomplete(&files, complete_unfilled);
-                return Err(err);
-            }
-            let _ = linkable.insert(&e.path);
+            let _ = own_copy.insert(i);
+            let outcome = self.create_file(i);
+            let _ = self.record(i, outcome, &mut files, &mut left_alone, &mut failure);
+        }
+        if let Some(error) = failure {
+            // The files made so far hold no content yet: only empty ones are complete, the
+            // others are removed.
+            self.remove_incomplete(&files, |fi| self.plan.entries[fi].node.content.is_empty());
+            return Err(error);
         }
         self.write_contents(&files)?;
         // 3. Hard links, special files and symlinks (symlinks last of all).
@@ -675,14 +676,16 @@ impl Restorer<'_, '_> {
                 bytes: 0,
             });
         };
-        for (i, e) in self.plan.entries.iter().enumerate() {
+        // Entries other than directories are independent: in parallel.
+        (0..self.plan.entries.len()).into_par_iter().for_each(|i| {
+            let e = &self.plan.entries[i];
             if e.node.kind != NodeKind::Dir && !under_blocked(&e.path, &blocked) {
                 if (e.link_to.is_none() || own_copy.contains(&i)) && !left_alone.contains(&i) {
                     self.set_metadata(&e.path, &e.node);
                 }
                 done();
             }
-        }
+        });
         for e in self.plan.entries.iter().rev() {
             if e.node.kind == NodeKind::Dir && !under_blocked(&e.path, &blocked) {
                 self.set_metadata(&e.path, &e.node);
@@ -696,6 +699,93 @@ impl Restorer<'_, '_> {
             self.verify(&files)?;
         }
         Ok(())
+    }
+
+    /// Books the outcome of [`Self::create_file`] for entry `i`. Returns true when the entry
+    /// now holds the snapshot's content (or will), so further names may link to it.
+    fn record(
+        &self,
+        i: usize,
+        outcome: FileOutcome,
+        files: &mut Vec<usize>,
+        left_alone: &mut HashSet<usize>,
+        failure: &mut Option<Error>,
+    ) -> bool {
+        match outcome {
+            FileOutcome::Created => {
+                files.push(i);
+                true
+            }
+            FileOutcome::Kept => {
+                self.summary
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .files_skipped += 1;
+                if self.plan.opts.overwrite == Overwrite::Never {
+                    let _ = left_alone.insert(i);
+                    false
+                } else {
+                    // Kept by if-changed: taken to match the snapshot.
+                    true
+                }
+            }
+            FileOutcome::Failed { created, error } => {
+                if created {
+                    files.push(i);
+                }
+                let _ = failure.get_or_insert(error);
+                false
+            }
+        }
+    }
+
+    /// Makes the regular file of entry `i` empty at its full length (sparse until filled), or
+    /// keeps what is there when the overwrite policy says so.
+    fn create_file(&self, i: usize) -> FileOutcome {
+        let e = &self.plan.entries[i];
+        let path = match self.at(&e.path) {
+            Ok(p) => p,
+            Err(error) => {
+                return FileOutcome::Failed {
+                    created: false,
+                    error,
+                }
+            }
+        };
+        match self.keep_existing(&path, &e.node) {
+            Ok(true) => return FileOutcome::Kept,
+            Ok(false) => {}
+            Err(error) => {
+                return FileOutcome::Failed {
+                    created: false,
+                    error,
+                }
+            }
+        }
+        let io = |what: &str, err| Error::io(format!("{what} {}", path.display()), err);
+        let file = match OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(err) => {
+                return FileOutcome::Failed {
+                    created: false,
+                    error: io("create", err),
+                }
+            }
+        };
+        match file.set_len(e.node.size) {
+            Ok(()) => FileOutcome::Created,
+            Err(err) => FileOutcome::Failed {
+                created: true,
+                error: io("size", err),
+            },
+        }
     }
 
     /// Applies the overwrite policy to an existing path. Returns true to keep what is there.
