@@ -123,6 +123,27 @@ enum Event {
 struct FileJob {
     ticket: u64,
     path: PathBuf,
+    /// What the walker's lstat saw, which the tree records: the reader warns when the file it
+    /// read no longer matches it.
+    seen: Seen,
+}
+
+/// The metadata of a file as the walker saw it.
+#[derive(Clone, Copy)]
+struct Seen {
+    size: u64,
+    mtime_ns: i64,
+    inode: u64,
+}
+
+impl Seen {
+    fn of(meta: &Metadata) -> Self {
+        Self {
+            size: meta.size(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            inode: meta.ino(),
+        }
+    }
 }
 
 struct FileDone {
@@ -196,6 +217,16 @@ impl Shared<'_> {
         id
     }
 
+    /// True when the blob is new to the index and to this run, which then owns storing it.
+    fn claim(&self, blob_type: BlobType, id: &BlobId) -> bool {
+        !self.repo.index().contains(blob_type, id)
+            && self
+                .session
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(*id)
+    }
+
     fn save_with_id(
         &self,
         tx: &Sender<NewBlob>,
@@ -203,15 +234,7 @@ impl Shared<'_> {
         id: BlobId,
         raw: impl FnOnce() -> Vec<u8>,
     ) {
-        if self.repo.index().contains(blob_type, &id) {
-            return;
-        }
-        let fresh = self
-            .session
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id);
-        if fresh
+        if self.claim(blob_type, &id)
             && tx
                 .send(NewBlob {
                     blob_type,
@@ -675,6 +698,7 @@ impl Walker<'_, '_> {
                     .send(FileJob {
                         ticket,
                         path: path.to_path_buf(),
+                        seen: Seen::of(&meta),
                     })
                     .is_err()
                 {
@@ -722,9 +746,7 @@ struct HoleSkippingReader {
 }
 
 impl HoleSkippingReader {
-    fn new(file: File, meta: &Metadata) -> Self {
-        // Fewer allocated blocks than the size needs: the file has holes.
-        let sparse = meta.blocks().saturating_mul(512) < meta.size();
+    fn new(file: File, sparse: bool) -> Self {
         Self {
             file,
             pos: 0,
@@ -794,23 +816,52 @@ impl Read for HoleSkippingReader {
     }
 }
 
+/// Where a reader sends the chunks it finds new.
+struct BlobSinks<'c> {
+    /// To the compressors: the chunks of files larger than one chunk, so that a single large
+    /// file keeps every core busy.
+    compress: &'c Sender<NewBlob>,
+    /// Straight to the packer: a file of at most `inline_max` bytes is one chunk, which the
+    /// reader seals itself. Most files of a typical tree are small, and handing each across
+    /// threads (and waking a compressor for it) cost more than the hand-off saved.
+    sealed: &'c Sender<SealedBlob>,
+    inline_max: u64,
+}
+
 /// Reads one file: chunks, hashes, dedups and queues new chunks.
 fn read_file(
     shared: &Shared<'_>,
     chunker: &mut Chunker,
-    path: &Path,
-    blob_tx: &Sender<NewBlob>,
+    job: &FileJob,
+    sinks: &BlobSinks<'_>,
 ) -> Result<FileDone> {
+    let path = job.path.as_path();
+    // Not following a symlink and not blocking on a fifo: either may have been swapped in
+    // since the walker saw a regular file here.
     let file = shared
         .long
         .resolve(path)
-        .and_then(File::open)
+        .and_then(|p| {
+            fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+                .open(p)
+        })
         .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-    let before = file
+    let opened = file
         .metadata()
         .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
-    let mut file = HoleSkippingReader::new(file, &before);
+    if !opened.is_file() {
+        return Err(Error::io(
+            format!("read {}", path.display()),
+            std::io::Error::other("no longer a regular file (replaced during the backup)"),
+        ));
+    }
+    // Fewer allocated blocks than the size needs: the file has holes.
+    let sparse = opened.blocks().saturating_mul(512) < opened.size();
+    let mut file = HoleSkippingReader::new(file, sparse);
     let key = shared.repo.master_key();
+    let inline = job.seen.size <= sinks.inline_max;
     chunker.reset();
     let mut content = Vec::new();
     let mut bytes = 0u64;
@@ -826,7 +877,16 @@ fn read_file(
         };
         let id = key.blob_id(chunk);
         let len = chunk.len() as u64;
-        shared.save_with_id(blob_tx, BlobType::Data, id, || chunk.to_vec());
+        if inline {
+            if shared.claim(BlobType::Data, &id) {
+                let sealed = seal_blob(shared, BlobType::Data, id, chunk)?;
+                if sinks.sealed.send(sealed).is_err() {
+                    return Err(Error::internal("packer stopped early"));
+                }
+            }
+        } else {
+            shared.save_with_id(sinks.compress, BlobType::Data, id, || chunk.to_vec());
+        }
         content.push(id);
         bytes += len;
         let _ = shared.bytes_read.fetch_add(len, Ordering::Relaxed);
@@ -837,8 +897,9 @@ fn read_file(
         });
     }
     if let Ok(after) = file.file.metadata() {
-        if after.mtime() != before.mtime()
-            || after.mtime_nsec() != before.mtime_nsec()
+        if ns(after.mtime(), after.mtime_nsec()) != job.seen.mtime_ns
+            || after.ino() != job.seen.inode
+            || after.size() != job.seen.size
             || after.size() != bytes
         {
             let message = "file changed while it was read; the snapshot holds the bytes read";
@@ -854,6 +915,25 @@ fn read_file(
         bytes: 0,
     });
     Ok(FileDone { content, bytes })
+}
+
+/// Compresses and encrypts a blob, then checks that the result opens and decompresses to
+/// exactly `raw` (verify before upload, spec/09-invariants.md).
+fn seal_blob(
+    shared: &Shared<'_>,
+    blob_type: BlobType,
+    id: BlobId,
+    raw: &[u8],
+) -> Result<SealedBlob> {
+    let key = shared.repo.master_key();
+    let stored = envelope::encode_blob(key, blob_type, &id, raw, shared.level)?;
+    envelope::verify_blob(key, blob_type, &id, &stored, raw)?;
+    Ok(SealedBlob {
+        blob_type,
+        id,
+        raw_len: u32::try_from(raw.len()).map_err(|_| Error::internal("blob larger than 4 GiB"))?,
+        stored,
+    })
 }
 
 /// Appends sealed blobs to one pack of one blob type.
@@ -1350,13 +1430,20 @@ impl Repository<Indexed> {
                 let job_rx = job_rx.clone();
                 let res_tx = res_tx.clone();
                 let blob_tx = blob_tx.clone();
+                let sealed_tx = sealed_tx.clone();
                 let _ = s.spawn(move || {
                     let mut chunker = Chunker::new(chunker_params, seed);
+                    let sinks = BlobSinks {
+                        compress: &blob_tx,
+                        sealed: &sealed_tx,
+                        // Up to the minimum chunk size a file is exactly one chunk.
+                        inline_max: u64::from(chunker_params.min),
+                    };
                     for job in job_rx {
                         let result = if shared.failed() {
                             Err(Error::cancelled())
                         } else {
-                            read_file(shared, &mut chunker, &job.path, &blob_tx)
+                            read_file(shared, &mut chunker, &job, &sinks)
                         };
                         let _ = res_tx.send(FileResult {
                             ticket: job.ticket,
@@ -1371,35 +1458,13 @@ impl Repository<Indexed> {
                 let blob_rx = blob_rx.clone();
                 let sealed_tx = sealed_tx.clone();
                 let _ = s.spawn(move || {
-                    let key = shared.repo.master_key();
                     for b in blob_rx {
                         if shared.failed() {
                             continue;
                         }
-                        let raw_len = b.raw.len() as u32;
-                        let sealed =
-                            envelope::encode_blob(key, b.blob_type, &b.id, &b.raw, shared.level)
-                                .and_then(|stored| {
-                                    envelope::verify_blob(
-                                        key,
-                                        b.blob_type,
-                                        &b.id,
-                                        &stored,
-                                        &b.raw,
-                                    )?;
-                                    Ok(stored)
-                                });
-                        match sealed {
-                            Ok(stored) => {
-                                if sealed_tx
-                                    .send(SealedBlob {
-                                        blob_type: b.blob_type,
-                                        id: b.id,
-                                        raw_len,
-                                        stored,
-                                    })
-                                    .is_err()
-                                {
+                        match seal_blob(shared, b.blob_type, b.id, &b.raw) {
+                            Ok(sealed) => {
+                                if sealed_tx.send(sealed).is_err() {
                                     shared.fail(Error::internal("packer stopped early"));
                                 }
                             }
