@@ -171,15 +171,22 @@ pub fn encode_blob(
 /// The blob plaintext (`compression || payload`) for `raw` at `level`.
 pub(crate) fn blob_plaintext(raw: &[u8], level: i32) -> Result<Vec<u8>> {
     if level != 0 && raw.len() > 32 {
+        // zstd writes into the reserved capacity after the flag byte: no zero-filling of a
+        // buffer larger than the blob, and only the pages the compressed bytes use are touched.
         let bound = zstd::zstd_safe::compress_bound(raw.len());
-        let mut out = vec![0u8; bound + 1];
-        out[0] = COMPRESSION_ZSTD;
+        let mut out = Vec::with_capacity(bound + 1);
+        out.push(COMPRESSION_ZSTD);
+        let mut cursor = std::io::Cursor::new(out);
+        cursor.set_position(1);
         let n =
-            with_compressor(level, |c| c.compress_to_buffer(raw, &mut out[1..])).map_err(|e| {
+            with_compressor(level, |c| c.compress_to_buffer(raw, &mut cursor)).map_err(|e| {
                 Error::internal(format!("zstd compression at level {level} failed: {e}"))
             })?;
         if n < raw.len() {
-            out.truncate(n + 1);
+            let out = cursor.into_inner();
+            if out.len() != n + 1 {
+                return Err(Error::internal("zstd reported a length it did not write"));
+            }
             return Ok(out);
         }
     }
@@ -231,6 +238,35 @@ fn decompress(payload: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
     })
 }
 
+thread_local! {
+    // Verification decompresses every new blob only to compare it: one buffer per thread,
+    // reused, instead of a fresh allocation (and fresh pages to fault in) per blob.
+    static VERIFY_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether `payload` decompresses to exactly `raw`.
+fn decompresses_to(payload: &[u8], raw: &[u8]) -> bool {
+    /// A buffer grown beyond this (by an unusually large chunk) is not kept for the next blob.
+    const KEEP: usize = 16 << 20;
+    VERIFY_BUF.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        buf.clear();
+        buf.reserve(raw.len());
+        let same = DECOMPRESSOR.with(|d| {
+            let mut slot = d.borrow_mut();
+            if slot.is_none() {
+                *slot = zstd::bulk::Decompressor::new().ok();
+            }
+            slot.as_mut()
+                .is_some_and(|d| d.decompress_to_buffer(payload, &mut *buf).is_ok())
+        }) && buf.as_slice() == raw;
+        if buf.capacity() > KEEP {
+            *buf = Vec::new();
+        }
+        same
+    })
+}
+
 /// Checks that a freshly encoded blob opens and decompresses to exactly `raw`: the
 /// verify-before-upload step that catches a faulty compressor or memory error before the bad
 /// bytes become the only copy (spec/09-invariants.md).
@@ -251,9 +287,7 @@ pub fn verify_blob(
     )?;
     let same = match plaintext.split_first() {
         Some((&COMPRESSION_NONE, payload)) => payload == raw,
-        Some((&COMPRESSION_ZSTD, payload)) => {
-            decompress(payload, raw.len()).is_ok_and(|back| back == raw)
-        }
+        Some((&COMPRESSION_ZSTD, payload)) => decompresses_to(payload, raw),
         _ => false,
     };
     if same {
@@ -345,6 +379,41 @@ pub fn decode_blob(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verify_accepts_only_the_exact_plaintext() {
+        let key = MasterKey::generate().unwrap();
+        let compressible: Vec<u8> = b"the same words again ".repeat(50_000);
+        let mut other = compressible.clone();
+        other[777_777] ^= 1;
+        for (raw, level) in [(&compressible, 3), (&compressible, 0), (&other, 19)] {
+            let id = key.blob_id(raw);
+            let stored = encode_blob(&key, BlobType::Data, &id, raw, level).unwrap();
+            verify_blob(&key, BlobType::Data, &id, &stored, raw).unwrap();
+            let wrong = if raw == &compressible {
+                &other
+            } else {
+                &compressible
+            };
+            assert!(verify_blob(&key, BlobType::Data, &id, &stored, wrong).is_err());
+            assert!(verify_blob(&key, BlobType::Data, &id, &stored, &raw[1..]).is_err());
+            let mut longer = raw.clone();
+            longer.push(0);
+            assert!(verify_blob(&key, BlobType::Data, &id, &stored, &longer).is_err());
+            assert_eq!(
+                decode_blob(&key, BlobType::Data, &id, &stored, raw.len() as u32).unwrap(),
+                *raw
+            );
+        }
+        // A large buffer is not kept, and verification still works after it.
+        let id = key.blob_id(b"any");
+        let big = vec![7u8; 20 << 20];
+        let stored = encode_blob(&key, BlobType::Data, &id, &big, 1).unwrap();
+        verify_blob(&key, BlobType::Data, &id, &stored, &big).unwrap();
+        let small = b"small but longer than thirty-two bytes, compressible compressible".to_vec();
+        let stored = encode_blob(&key, BlobType::Data, &id, &small, 3).unwrap();
+        verify_blob(&key, BlobType::Data, &id, &stored, &small).unwrap();
+    }
 
     #[test]
     fn envelope_rejects_other_object_type() {
