@@ -816,24 +816,12 @@ impl Read for HoleSkippingReader {
     }
 }
 
-/// Where a reader sends the chunks it finds new.
-struct BlobSinks<'c> {
-    /// To the compressors: the chunks of files larger than one chunk, so that a single large
-    /// file keeps every core busy.
-    compress: &'c Sender<NewBlob>,
-    /// Straight to the packer: a file of at most `inline_max` bytes is one chunk, which the
-    /// reader seals itself. Most files of a typical tree are small, and handing each across
-    /// threads (and waking a compressor for it) cost more than the hand-off saved.
-    sealed: &'c Sender<SealedBlob>,
-    inline_max: u64,
-}
-
 /// Reads one file: chunks, hashes, dedups and queues new chunks.
 fn read_file(
     shared: &Shared<'_>,
     chunker: &mut Chunker,
     job: &FileJob,
-    sinks: &BlobSinks<'_>,
+    blob_tx: &Sender<NewBlob>,
 ) -> Result<FileDone> {
     let path = job.path.as_path();
     // Not following a symlink and not blocking on a fifo: either may have been swapped in
@@ -861,7 +849,6 @@ fn read_file(
     let sparse = opened.blocks().saturating_mul(512) < opened.size();
     let mut file = HoleSkippingReader::new(file, sparse);
     let key = shared.repo.master_key();
-    let inline = job.seen.size <= sinks.inline_max;
     chunker.reset();
     let mut content = Vec::new();
     let mut bytes = 0u64;
@@ -877,16 +864,7 @@ fn read_file(
         };
         let id = key.blob_id(chunk);
         let len = chunk.len() as u64;
-        if inline {
-            if shared.claim(BlobType::Data, &id) {
-                let sealed = seal_blob(shared, BlobType::Data, id, chunk)?;
-                if sinks.sealed.send(sealed).is_err() {
-                    return Err(Error::internal("packer stopped early"));
-                }
-            }
-        } else {
-            shared.save_with_id(sinks.compress, BlobType::Data, id, || chunk.to_vec());
-        }
+        shared.save_with_id(blob_tx, BlobType::Data, id, || chunk.to_vec());
         content.push(id);
         bytes += len;
         let _ = shared.bytes_read.fetch_add(len, Ordering::Relaxed);
@@ -1430,20 +1408,13 @@ impl Repository<Indexed> {
                 let job_rx = job_rx.clone();
                 let res_tx = res_tx.clone();
                 let blob_tx = blob_tx.clone();
-                let sealed_tx = sealed_tx.clone();
                 let _ = s.spawn(move || {
                     let mut chunker = Chunker::new(chunker_params, seed);
-                    let sinks = BlobSinks {
-                        compress: &blob_tx,
-                        sealed: &sealed_tx,
-                        // Up to the minimum chunk size a file is exactly one chunk.
-                        inline_max: u64::from(chunker_params.min),
-                    };
                     for job in job_rx {
                         let result = if shared.failed() {
                             Err(Error::cancelled())
                         } else {
-                            read_file(shared, &mut chunker, &job, &sinks)
+                            read_file(shared, &mut chunker, &job, &blob_tx)
                         };
                         let _ = res_tx.send(FileResult {
                             ticket: job.ticket,
