@@ -217,16 +217,6 @@ impl Shared<'_> {
         id
     }
 
-    /// True when the blob is new to the index and to this run, which then owns storing it.
-    fn claim(&self, blob_type: BlobType, id: &BlobId) -> bool {
-        !self.repo.index().contains(blob_type, id)
-            && self
-                .session
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(*id)
-    }
-
     fn save_with_id(
         &self,
         tx: &Sender<NewBlob>,
@@ -234,7 +224,15 @@ impl Shared<'_> {
         id: BlobId,
         raw: impl FnOnce() -> Vec<u8>,
     ) {
-        if self.claim(blob_type, &id)
+        if self.repo.index().contains(blob_type, &id) {
+            return;
+        }
+        let fresh = self
+            .session
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id);
+        if fresh
             && tx
                 .send(NewBlob {
                     blob_type,

@@ -745,47 +745,33 @@ impl Restorer<'_, '_> {
     /// keeps what is there when the overwrite policy says so.
     fn create_file(&self, i: usize) -> FileOutcome {
         let e = &self.plan.entries[i];
-        let path = match self.at(&e.path) {
-            Ok(p) => p,
-            Err(error) => {
-                return FileOutcome::Failed {
-                    created: false,
-                    error: Box::new(error),
-                }
+        // `None`: kept; an error here means nothing was created.
+        let opened = self.at(&e.path).and_then(|path| {
+            if self.keep_existing(&path, &e.node)? {
+                return Ok(None);
             }
-        };
-        match self.keep_existing(&path, &e.node) {
-            Ok(true) => return FileOutcome::Kept,
-            Ok(false) => {}
-            Err(error) => {
-                return FileOutcome::Failed {
-                    created: false,
-                    error: Box::new(error),
-                }
-            }
-        }
-        let io = |what: &str, err| Error::io(format!("{what} {}", path.display()), err);
-        let file = match OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .mode(0o600)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(err) => {
-                return FileOutcome::Failed {
-                    created: false,
-                    error: Box::new(io("create", err)),
-                }
-            }
-        };
-        match file.set_len(e.node.size) {
-            Ok(()) => FileOutcome::Created,
-            Err(err) => FileOutcome::Failed {
-                created: true,
-                error: Box::new(io("size", err)),
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .custom_flags(nix::libc::O_NOFOLLOW)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|err| Error::io(format!("create {}", path.display()), err))
+                .map(|file| Some((file, path)))
+        });
+        match opened {
+            Ok(None) => FileOutcome::Kept,
+            Ok(Some((file, path))) => match file.set_len(e.node.size) {
+                Ok(()) => FileOutcome::Created,
+                Err(err) => FileOutcome::Failed {
+                    created: true,
+                    error: Box::new(Error::io(format!("size {}", path.display()), err)),
+                },
+            },
+            Err(error) => FileOutcome::Failed {
+                created: false,
+                error: Box::new(error),
             },
         }
     }

@@ -224,18 +224,24 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// Decompresses `payload`, which must expand to at most `capacity` bytes.
-fn decompress(payload: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+fn with_decompressor<T>(
+    f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> std::io::Result<T>,
+) -> std::io::Result<T> {
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
             *slot = Some(zstd::bulk::Decompressor::new()?);
         }
         match slot.as_mut() {
-            Some(d) => d.decompress(payload, capacity),
+            Some(d) => f(d),
             None => Err(std::io::Error::other("no decompressor")),
         }
     })
+}
+
+/// Decompresses `payload`, which must expand to at most `capacity` bytes.
+fn decompress(payload: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    with_decompressor(|d| d.decompress(payload, capacity))
 }
 
 thread_local! {
@@ -252,14 +258,8 @@ fn decompresses_to(payload: &[u8], raw: &[u8]) -> bool {
         let mut buf = cell.borrow_mut();
         buf.clear();
         buf.reserve(raw.len());
-        let same = DECOMPRESSOR.with(|d| {
-            let mut slot = d.borrow_mut();
-            if slot.is_none() {
-                *slot = zstd::bulk::Decompressor::new().ok();
-            }
-            slot.as_mut()
-                .is_some_and(|d| d.decompress_to_buffer(payload, &mut *buf).is_ok())
-        }) && buf.as_slice() == raw;
+        let same = with_decompressor(|d| d.decompress_to_buffer(payload, &mut *buf)).is_ok()
+            && buf.as_slice() == raw;
         if buf.capacity() > KEEP {
             *buf = Vec::new();
         }
