@@ -56,6 +56,7 @@ pub mod lock;
 mod longpath;
 mod progress;
 mod repository;
+mod restore_fs;
 mod restorer;
 mod snapshot;
 mod stats;

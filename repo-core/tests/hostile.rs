@@ -249,11 +249,12 @@ fn unsorted_duplicate_and_malformed_trees_are_refused() {
 }
 
 #[test]
-fn file_sizes_that_disagree_with_their_content_are_refused() {
+fn file_sizes_that_disagree_with_their_content_are_reported_and_the_rest_restored() {
     let mut fx = Fixture::memory();
     let data_id = blob(&fx, BlobType::Data, b"five!").id;
     // A terabyte file with no content would become a huge sparse file; a file whose content
-    // holds more than its size would be written past its end.
+    // holds more than its size would be written past its end. Neither is written; every other
+    // file is, and the restore names the damaged one (spec/10: what a reader does with it).
     let mut huge = file_node(b"huge");
     huge.size = 1 << 40;
     let mut short = file_node(b"short");
@@ -268,15 +269,38 @@ fn file_sizes_that_disagree_with_their_content_are_refused() {
         let data = blob(&fx, BlobType::Data, b"five!");
         let _ = forge_pack(&mut fx, &[data, tree]);
         let snapshot = forge_snapshot(&mut fx, tree_id);
+        let plan = fx
+            .repo()
+            .plan_restore(&ctx(), &snapshot, &RestoreOptions::default())
+            .unwrap();
+        assert_eq!(plan.damaged, 1, "{name}: the plan counts the damaged file");
         let tmp = tempfile::tempdir().unwrap();
         let target = tmp.path().join("target");
-        let err = restore_all(&fx, &snapshot, &target).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Corrupt, "{name}: {err}");
+        let summary = fx
+            .repo()
+            .restore(&ctx(), &plan, &target)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(summary.not_restored.len(), 1, "{name}: {summary:?}");
         assert!(
-            err.to_string().contains(name),
-            "the error names the file: {err}"
+            summary.not_restored[0].contains(name)
+                && summary.not_restored[0].contains("cairn check"),
+            "the report names the file and what to do: {:?}",
+            summary.not_restored
         );
-        assert!(!target.exists(), "{name}: a refused plan writes nothing");
+        assert_eq!(fs::read(target.join("honest")).unwrap(), b"five!");
+        assert!(
+            !target.join(name).exists(),
+            "{name}: the damaged file is not written"
+        );
+        let left: Vec<_> = fs::read_dir(&target)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left.len(),
+            1,
+            "{name}: nothing else in the target: {left:?}"
+        );
     }
 }
 

@@ -170,7 +170,9 @@ fn overwrite_always_replaces_existing_entries() {
     // A directory where the snapshot has a file, and a file where it has a directory.
     write(&target.join("b.md/inner"), b"x");
     write(&target.join("code"), b"not a directory");
-    let summary = fx.restore(&snapshot, &options(&src), &target).unwrap();
+    let mut opts = options(&src);
+    opts.delete_conflicting = true;
+    let summary = fx.restore(&snapshot, &opts, &target).unwrap();
     assert_eq!(summary.files_restored, FILES.len() as u64);
     assert_eq!(summary.files_skipped, 0);
     fixture::assert_same_tree(&src, &target);
@@ -230,25 +232,29 @@ fn verify_passes_on_a_clean_restore() {
 
 /// Alters restored files when the verification phase starts, that is after every file was
 /// written and before any is re-read.
+/// Alters two files as soon as they are complete under their final names (files are verified
+/// batch by batch, after every file of the batch is written).
 struct TamperBeforeVerify {
     target: PathBuf,
+    done: std::sync::Mutex<[bool; 2]>,
 }
 
 impl Progress for TamperBeforeVerify {
     fn event(&self, event: &ProgressEvent<'_>) {
-        if let ProgressEvent::PhaseStarted {
-            phase: Phase::Verify,
-            ..
-        } = event
-        {
-            // Same length, other bytes.
-            fs::write(self.target.join("a.txt"), b"A.TXT").unwrap();
-            // Longer than in the snapshot.
-            fs::write(
-                self.target.join("docs/guide.txt"),
-                b"docs/guide.txt and more",
-            )
-            .unwrap();
+        if let ProgressEvent::Advanced { items: 1.., .. } = event {
+            let mut done = self.done.lock().unwrap();
+            // Same length, other bytes; and longer than in the snapshot.
+            let edits: [(&str, &[u8]); 2] = [
+                ("a.txt", b"A.TXT"),
+                ("docs/guide.txt", b"docs/guide.txt and more"),
+            ];
+            for (i, (name, bytes)) in edits.iter().enumerate() {
+                let p = self.target.join(name);
+                if !done[i] && p.exists() {
+                    fs::write(p, bytes).unwrap();
+                    done[i] = true;
+                }
+            }
         }
     }
 }
@@ -262,6 +268,7 @@ fn verify_reports_files_altered_after_writing() {
     let plan = fx.repo().plan_restore(&ctx(), &snapshot, &opts).unwrap();
     let sink = TamperBeforeVerify {
         target: target.clone(),
+        done: std::sync::Mutex::new([false; 2]),
     };
     let cancel = CancelToken::new();
     let summary = fx

@@ -11,13 +11,15 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use repo_core::{Overwrite, RestoreOptions, RestorePlan, RestoreSummary, Snapshot};
+use repo_core::{
+    Indexed, OpCtx, Overwrite, Repository, RestoreOptions, RestorePlan, RestoreSummary, Snapshot,
+};
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{App, FilterArgs};
 use crate::progress::CliProgress;
-use crate::{output, time, Failure, EXIT_OK};
+use crate::{output, time, Failure, EXIT_OK, EXIT_PARTIAL};
 
 /// What to do with files that already exist in the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -68,9 +70,15 @@ pub struct RestoreArgs {
     /// What to do with files that already exist in the target.
     #[arg(long, value_enum, default_value_t = OverwriteArg::Always, value_name = "WHEN")]
     pub overwrite: OverwriteArg,
-    /// Print what would be restored; write nothing.
+    /// Print what would be restored; write nothing. Lists every entry with `--json`, and
+    /// always the entries that would not be restored or would delete something.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    /// Delete a non-empty directory that is where the snapshot has a file, symlink or special
+    /// file. Without it such a directory is left alone and reported (exit code 3). Never
+    /// deletes across a mount point or into another file system.
+    #[arg(long)]
+    pub delete_conflicting: bool,
 }
 
 /// The `{"message_type":"summary"}` object of `restore --json`.
@@ -118,6 +126,7 @@ pub fn run(app: &App, args: &RestoreArgs) -> Result<u8> {
     opts.excludes.clone_from(&args.excludes);
     opts.overwrite = args.overwrite.into();
     opts.verify = args.verify;
+    opts.delete_conflicting = args.delete_conflicting;
     opts.lock_wait = app.global.lock_wait;
 
     let progress = CliProgress::new(&app.global, !args.dry_run);
@@ -127,7 +136,7 @@ pub fn run(app: &App, args: &RestoreArgs) -> Result<u8> {
     let plan = repo.plan_restore(&ctx, &snapshot, &opts)?;
     if args.dry_run {
         progress.finish();
-        return print_plan(app, &snapshot, &plan, args);
+        return print_plan(app, &repo, &ctx, &snapshot, &plan, args);
     }
     let started = Instant::now();
     let summary = repo.restore(&ctx, &plan, &args.target)?;
@@ -137,6 +146,9 @@ pub fn run(app: &App, args: &RestoreArgs) -> Result<u8> {
         report(app, w);
     }
     for f in &summary.verify_failures {
+        report(app, f);
+    }
+    for f in &summary.not_restored {
         report(app, f);
     }
     if app.global.json {
@@ -157,6 +169,15 @@ pub fn run(app: &App, args: &RestoreArgs) -> Result<u8> {
         ))
         .into());
     }
+    if !summary.not_restored.is_empty() {
+        if !app.global.json {
+            eprintln!(
+                "{} entries of the snapshot were not restored (see the warnings above)",
+                summary.not_restored.len()
+            );
+        }
+        return Ok(EXIT_PARTIAL);
+    }
     Ok(EXIT_OK)
 }
 
@@ -172,23 +193,41 @@ fn report(app: &App, message: &str) {
 
 fn print_plan(
     app: &App,
+    repo: &Repository<Indexed>,
+    ctx: &OpCtx<'_>,
     snapshot: &Snapshot,
     plan: &RestorePlan,
     args: &RestoreArgs,
 ) -> Result<u8> {
+    let mut problems = 0u64;
     if app.global.json {
         let mut body = serde_json::to_value(plan)?;
         if let Value::Object(m) = &mut body {
             // The id is reported once, as `snapshot_id`.
             let _ = m.remove("snapshot");
         }
-        output::json_line(&PlanJson {
+        let head = serde_json::to_string(&PlanJson {
             message_type: "restore_plan",
             dry_run: true,
             snapshot_id: plan.snapshot.to_hex(),
             target: args.target.to_string_lossy(),
             plan: body,
         })?;
+        // One object, its `entries` streamed: a dry run of any size holds one entry at a time.
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        write!(out, "{},\"entries\":[", head.trim_end_matches('}'))?;
+        let mut first = true;
+        repo.dry_run_restore(ctx, plan, &args.target, &mut |e| {
+            if matches!(e.action, "conflict" | "damaged") {
+                problems += 1;
+            }
+            let sep = if first { "" } else { "," };
+            first = false;
+            let line = serde_json::to_string(e).map_err(|err| repo_core::Error::internal(err.to_string()))?;
+            write!(out, "{sep}{line}").map_err(|err| repo_core::Error::io("write stdout", err))
+        })?;
+        writeln!(out, "]}}")?;
+        out.flush()?;
     } else {
         let mut out = std::io::stdout().lock();
         writeln!(
@@ -207,6 +246,22 @@ fn print_plan(
             plan.others,
             plan.packs
         )?;
+        repo.dry_run_restore(ctx, plan, &args.target, &mut |e| {
+            let what = match e.action {
+                "conflict" => "not restored: a non-empty directory is in the way (--delete-conflicting deletes it)",
+                "delete-conflicting" => "would delete the non-empty directory in the way",
+                "damaged" => "not restored: damaged in the snapshot (run `cairn check`)",
+                _ => return Ok(()),
+            };
+            if e.action != "delete-conflicting" {
+                problems += 1;
+            }
+            writeln!(out, "{}: {what}", args.target.join(&e.path).display())
+                .map_err(|err| repo_core::Error::io("write stdout", err))
+        })?;
+    }
+    if problems > 0 {
+        return Ok(EXIT_PARTIAL);
     }
     Ok(EXIT_OK)
 }
