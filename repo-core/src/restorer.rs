@@ -379,13 +379,8 @@ impl Repository<Indexed> {
                     let done = *done;
                     top.2.add(&done, 1);
                 } else {
-                    if stack.iter().any(|(t, _, _)| *t == sub) {
-                        return Err(Error::corrupt(
-                            crate::CorruptionKind::BadEncoding,
-                            format_args!("tree {sub}"),
-                            "contains itself",
-                        ));
-                    }
+                    // No cycle is possible: a tree is named by the hash of its bytes, so it
+                    // cannot list itself or an ancestor. Depth costs one entry per level.
                     let (subs, t) = open(self, &sub, packs)?;
                     stack.push((sub, subs, t));
                 }
@@ -431,20 +426,21 @@ impl Repository<Indexed> {
         let mut skip_below: Option<usize> = None;
         let emit = |stack: &mut Vec<SelLevel>,
                     skip_below: &mut Option<usize>,
-                    rel: &Path,
-                    upto: usize,
+                    top_rel: &Path,
                     visit: &mut dyn FnMut(Sel<'_>) -> Result<bool>|
          -> Result<()> {
-            // Emit the directories stack[..upto] not emitted yet; rel's first i+1 components
-            // are stack[i]'s path.
-            let Some(first) = stack[..upto].iter().position(|l| !l.emitted) else {
+            // Emit the directories of the stack not emitted yet; `top_rel` is the path of the
+            // deepest. Emitted levels are a prefix of the stack, so this costs the number of
+            // pending levels, not the depth.
+            let upto = stack.len();
+            let first = stack.iter().rposition(|l| l.emitted).map_or(0, |p| p + 1);
+            if first == upto {
                 return Ok(());
-            };
-            let depth_of_rel = rel.components().count();
-            let ancestors: Vec<&Path> = rel.ancestors().collect();
-            for (i, level) in stack.iter_mut().enumerate().take(upto).skip(first) {
-                // ancestors[k] has depth_of_rel - k components.
-                let p = ancestors[depth_of_rel - (i + 1)];
+            }
+            let mut paths: Vec<&Path> = top_rel.ancestors().take(upto - first).collect();
+            paths.reverse();
+            for (i, p) in (first..upto).zip(paths) {
+                let level = &mut stack[i];
                 level.emitted = true;
                 if !visit(Sel::Enter {
                     rel: p,
@@ -486,14 +482,13 @@ impl Repository<Indexed> {
                     emitted: false,
                 });
                 if included {
-                    let n = stack.len();
-                    emit(&mut stack, &mut skip_below, rel, n, visit)?;
+                    emit(&mut stack, &mut skip_below, rel, visit)?;
                 }
                 return Ok(skip_below.is_none());
             }
             if included {
-                let n = stack.len();
-                emit(&mut stack, &mut skip_below, rel, n, visit)?;
+                let parent = rel.parent().unwrap_or(Path::new(""));
+                emit(&mut stack, &mut skip_below, parent, visit)?;
                 if skip_below.is_none() {
                     let _ = visit(Sel::Leaf { rel, node: &e.node })?;
                 }

@@ -732,3 +732,140 @@ fn an_index_file_listed_twice_is_harmless() {
     let _ = fx.restore_dir(&snapshot, &tmp.path().join("src"), &target);
     fixture::assert_same_tree(&tmp.path().join("src"), &target);
 }
+
+/// Set in the child process of [`hostile_tree_shapes_restore_in_bounded_memory`]: the shape
+/// to restore there.
+const SHAPE_ENV: &str = "CAIRN_TEST_HOSTILE_SHAPE";
+
+/// Peak resident memory of this process, in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// The child's part: forge the shape, restore it (for at most a few seconds), print what it
+/// restored and its peak memory, exit.
+fn restore_shape(shape: &str) -> ! {
+    use repo_core::{CancelToken, OpCtx, Phase, Progress, ProgressEvent};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let mut fx = Fixture::memory();
+    let bottom_data = blob(&fx, BlobType::Data, b"x");
+    let mut f = file_node(b"f");
+    f.size = 1;
+    f.content = vec![bottom_data.id];
+    let mut blobs = vec![bottom_data];
+    let mut tree = raw_tree(&fx, &[f]);
+    let levels = if shape == "shared" { 40 } else { 50_000 };
+    for _ in 0..levels {
+        let id = tree.id;
+        blobs.push(tree);
+        tree = if shape == "shared" {
+            // `a` and `b` are the same subtree: 2^40 paths in 41 small trees.
+            raw_tree(&fx, &[dir_node(b"a", id), dir_node(b"b", id)])
+        } else {
+            raw_tree(&fx, &[dir_node(b"d", id)])
+        };
+    }
+    let root = tree.id;
+    blobs.push(tree);
+    let _ = forge_pack(&mut fx, &blobs);
+    drop(blobs);
+    let snapshot = forge_snapshot(&mut fx, root);
+
+    struct Count(AtomicU64);
+    impl Progress for Count {
+        fn event(&self, e: &ProgressEvent<'_>) {
+            if let ProgressEvent::Advanced {
+                phase: Phase::Restore,
+                items,
+                ..
+            } = e
+            {
+                let _ = self.0.fetch_add(*items, Ordering::Relaxed);
+            }
+        }
+    }
+    let count = Count(AtomicU64::new(0));
+    let cancel = CancelToken::new();
+    let stopper = cancel.clone();
+    // The shared shape would take years: it is stopped after a few seconds of writing. The
+    // chain is restored whole (the limit only guards against a hang).
+    let limit = if shape == "shared" { 4 } else { 300 };
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(limit));
+        stopper.cancel();
+    });
+    let target = std::path::PathBuf::from(std::env::var("CAIRN_TEST_TARGET").unwrap());
+    let ctx = OpCtx::new(&count, &cancel);
+    let result = fx
+        .repo()
+        .plan_restore(&ctx, &snapshot, &RestoreOptions::default())
+        .and_then(|plan| {
+            println!("planned files {}", plan.files);
+            fx.repo().restore(&ctx, &plan, &target)
+        });
+    match &result {
+        Ok(s) => println!("done dirs {} files {}", s.dirs, s.files_restored),
+        Err(e) => println!("stopped {:?}: {e}", e.kind()),
+    }
+    println!("items {}", count.0.load(Ordering::Relaxed));
+    println!("peak_kib {}", peak_rss_kib());
+    std::process::exit(0)
+}
+
+/// A snapshot whose tree shares one subtree at 40 levels (2^40 paths in a few kB) and a valid
+/// chain of 50,000 nested directories: restore memory stays bounded whatever the expanded
+/// size or depth (each runs in a child process, so its peak is its own). The shared shape
+/// plans at once and writes steadily until stopped; the chain restores completely.
+#[test]
+fn hostile_tree_shapes_restore_in_bounded_memory() {
+    if let Ok(shape) = std::env::var(SHAPE_ENV) {
+        restore_shape(&shape);
+    }
+    for shape in ["shared", "chain"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("target");
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "hostile_tree_shapes_restore_in_bounded_memory",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(SHAPE_ENV, shape)
+            .env("CAIRN_TEST_TARGET", &target)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{shape}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let value = |key: &str| -> u64 {
+            // The harness may print its own text before ours on the same line.
+            text.lines()
+                .find_map(|l| l.find(key).map(|at| &l[at + key.len()..]))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{shape}: no {key} in {text}"))
+        };
+        let peak_mib = value("peak_kib ") / 1024;
+        let items = value("items ");
+        eprintln!("{shape}: {items} entries restored, peak {peak_mib} MiB");
+        assert!(peak_mib < 200, "{shape}: peak {peak_mib} MiB\n{text}");
+        if shape == "shared" {
+            assert_eq!(value("planned files "), 1 << 40, "{text}");
+            assert!(items > 1000, "{shape}: restore made no progress: {text}");
+        } else {
+            assert_eq!(value("done dirs "), 50_000, "{text}");
+            assert_eq!(value("done dirs 50000 files "), 1, "{text}");
+        }
+        // Deep trees are beyond what recursive removal handles: rm copes with any depth.
+        let _ = std::process::Command::new("rm")
+            .arg("-rf")
+            .arg(&target)
+            .status();
+    }
+}

@@ -223,7 +223,8 @@ fn print_plan(
             }
             let sep = if first { "" } else { "," };
             first = false;
-            let line = serde_json::to_string(e).map_err(|err| repo_core::Error::internal(err.to_string()))?;
+            let line = serde_json::to_string(e)
+                .map_err(|err| repo_core::Error::internal(err.to_string()))?;
             write!(out, "{sep}{line}").map_err(|err| repo_core::Error::io("write stdout", err))
         })?;
         writeln!(out, "]}}")?;
