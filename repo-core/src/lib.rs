@@ -58,6 +58,7 @@ mod progress;
 mod repository;
 mod restorer;
 mod snapshot;
+mod source;
 mod stats;
 mod walk;
 
