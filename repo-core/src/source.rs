@@ -418,6 +418,32 @@ mod tests {
     }
 
     #[test]
+    fn extended_attributes_are_read_through_the_parent_descriptor() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("d");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("f"), b"x").unwrap();
+        if xattr::set(dir.join("f"), "user.k", b"v").is_err() {
+            eprintln!("skipped: no user extended attributes on this file system");
+            return;
+        }
+        let parent = File::open(&dir).unwrap();
+        let want = vec![Xattr {
+            name: b"user.k".to_vec(),
+            value: b"v".to_vec(),
+        }];
+        assert_eq!(xattrs_at(&parent, b"f"), want);
+        assert_eq!(xattrs_of(&open_at(&parent, b"f", false).unwrap()), want);
+        // The directory is renamed and its old name made a symlink to one without the
+        // attribute: the descriptor still names the directory that was opened.
+        fs::rename(&dir, tmp.path().join("moved")).unwrap();
+        fs::create_dir(tmp.path().join("other")).unwrap();
+        fs::write(tmp.path().join("other/f"), b"y").unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("other"), &dir).unwrap();
+        assert_eq!(xattrs_at(&parent, b"f"), want);
+    }
+
+    #[test]
     fn entering_a_directory_that_changed_since_its_lstat_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let base = fs::canonicalize(tmp.path()).unwrap();

@@ -471,3 +471,50 @@ fn times_beyond_the_nanosecond_range_are_stored_clamped_with_a_warning() {
     assert_eq!(node.atime_ns, i64::MIN);
     assert_eq!(node.mtime_ns, 1_000_000_000 * 1_000_000_000);
 }
+
+/// Records the scan phase's last totals.
+#[derive(Default)]
+struct ScanTotals(std::sync::Mutex<Option<(u64, u64)>>);
+
+impl repo_core::Progress for ScanTotals {
+    fn event(&self, event: &repo_core::ProgressEvent<'_>) {
+        if let repo_core::ProgressEvent::Totals {
+            phase: repo_core::Phase::Scan,
+            items,
+            bytes,
+        } = event
+        {
+            *self.0.lock().unwrap() = Some((*items, *bytes));
+        }
+    }
+}
+
+/// The pre-scan that gives progress its totals counts what the backup will read: regular
+/// files below the backup paths, deep ones included, not what a symlinked directory or an
+/// excluded path holds.
+#[test]
+fn the_scan_counts_the_files_the_backup_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let outside = tmp.path().join("outside");
+    fixture::write(&outside.join("big"), &[7u8; 5000]);
+    fixture::write(&src.join("a"), b"12345");
+    let mut deep = src.join("d");
+    for _ in 0..100 {
+        deep.push("d");
+    }
+    fixture::write(&deep.join("bottom"), b"123");
+    fixture::write(&src.join("skip.tmp"), &[0u8; 1000]);
+    std::os::unix::fs::symlink(&outside, src.join("link")).unwrap();
+    let mut fx = Fixture::memory();
+    let totals = ScanTotals::default();
+    let cancel = repo_core::CancelToken::new();
+    let mut opts = BackupOptions::default();
+    opts.scan = true;
+    opts.excludes = vec!["*.tmp".into()];
+    let summary = fx
+        .backup_with(&repo_core::OpCtx::new(&totals, &cancel), &[&src], &opts)
+        .unwrap();
+    assert_eq!(summary.stats.files_new, 2);
+    assert_eq!(*totals.0.lock().unwrap(), Some((2, 8)));
+}
