@@ -609,6 +609,33 @@ impl Walker<'_, '_> {
         false
     }
 
+    /// Backs up the whole file system: every entry of `/` is a backup path, on the device of
+    /// `/` for --one-file-system.
+    fn walk_root(&mut self, mut parent: Option<&mut TreeCursor>) -> bool {
+        let listed = self
+            .dirs
+            .top()
+            .map(|root| source::fstat(root).and_then(|m| Ok((m.dev, source::list(root)?))));
+        let (dev, names) = match listed {
+            Some(Ok(l)) => l,
+            Some(Err(e)) => {
+                self.skip(Path::new("/"), &Error::io("read directory /", e));
+                return true;
+            }
+            None => return true,
+        };
+        for name in names {
+            if self.shared.failed() {
+                return false;
+            }
+            let path = Path::new("/").join(OsStr::from_bytes(&name));
+            if !self.entry(&path, name, parent.as_deref_mut(), Some(dev)) {
+                return false;
+            }
+        }
+        true
+    }
+
     fn walk_sources(
         &mut self,
         dir: &Path,
@@ -1197,6 +1224,12 @@ fn scan(shared: &Shared<'_>, excluder: &Excluder, roots: &[PathBuf]) {
                 })
                 .collect();
             let Some((last, above)) = names.split_last() else {
+                // `/` itself: each of its entries.
+                let entries = dirs.top().and_then(|d| source::list(d).ok());
+                for name in entries.unwrap_or_default() {
+                    let path = Path::new("/").join(OsStr::from_bytes(&name));
+                    counter.tree(excluder, &mut dirs, path, &name);
+                }
                 continue;
             };
             let depth = dirs.depth();
@@ -1445,6 +1478,8 @@ impl Repository<Indexed> {
         }
         let excluder = Excluder::new(opts)?;
         let (roots, sources) = arrange_sources(paths)?;
+        // `/` has no name to arrange: its entries are the backup paths.
+        let whole_root = roots.iter().any(|r| r.parent().is_none());
         let _lock = if opts.dry_run {
             None
         } else {
@@ -1563,7 +1598,11 @@ impl Repository<Indexed> {
                             skipped: Vec::new(),
                             dirs,
                         };
-                        let _ = w.walk_sources(Path::new("/"), sources, parent_root.as_mut());
+                        let _ = if whole_root {
+                            w.walk_root(parent_root.as_mut())
+                        } else {
+                            w.walk_sources(Path::new("/"), sources, parent_root.as_mut())
+                        };
                         *walker_skipped = w.skipped;
                     }
                 });

@@ -518,3 +518,38 @@ fn the_scan_counts_the_files_the_backup_reads() {
     assert_eq!(summary.stats.files_new, 2);
     assert_eq!(*totals.0.lock().unwrap(), Some((2, 8)));
 }
+
+/// `/` as a backup path backs up the entries of `/` (it used to give an empty snapshot, and a
+/// path that resolves to `/`, such as `/tmp/..`, too). Everything but `/etc` is excluded to
+/// keep the test small.
+#[test]
+fn the_root_directory_as_a_backup_path_backs_up_its_entries() {
+    let excludes: Vec<String> = fs::read_dir("/")
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "etc")
+        .map(|n| format!("/{}", n.to_string_lossy()))
+        .collect();
+    let mut fx = Fixture::memory();
+    let mut opts = BackupOptions::default();
+    opts.excludes = excludes;
+    for path in [Path::new("/"), Path::new("/tmp/..")] {
+        let (snap, _) = noted_backup(&mut fx, &[path], &opts);
+        assert_eq!(snap.meta.paths, vec![b"/".to_vec()]);
+        let node = fx
+            .repo()
+            .node_at(&snap.meta.tree, Path::new("/etc"))
+            .unwrap();
+        assert_eq!(node.kind, repo_core::NodeKind::Dir);
+        let passwd = fx
+            .repo()
+            .node_at(&snap.meta.tree, Path::new("/etc/passwd"))
+            .unwrap();
+        assert_eq!(
+            fx.repo()
+                .read_file_at(&passwd, 0, passwd.size as usize)
+                .unwrap(),
+            fs::read("/etc/passwd").unwrap()
+        );
+    }
+}
