@@ -1,7 +1,9 @@
 //! Hazards at the source: files deleted, truncated or rewritten while a backup reads them,
 //! directories replaced by files mid-walk, symlink loops, and FIFOs (unreadable entries: roundtrip.rs). Each
 //! backup must finish with a snapshot, report what it skipped, and that snapshot must check
-//! clean and restore to a state the source really passed through.
+//! clean and restore to a state the source really passed through. A directory swapped for a
+//! symlink mid-walk is never followed. Also: how backup paths with symlinked prefixes (and `/`)
+//! are resolved, times a snapshot cannot hold, and the ETA scan.
 
 #[path = "support/fixture.rs"]
 mod fixture;
