@@ -18,10 +18,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
-use std::fs::{self, File, Metadata};
+use std::fs::{self, File};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -36,13 +36,13 @@ use crate::format::envelope;
 use crate::format::index::{IndexBlob, IndexFile, IndexPack};
 use crate::format::pack::{self, PackEntry};
 use crate::format::snapshot::{SnapshotFile, SnapshotSummary};
-use crate::format::tree::{Node, NodeKind, TreeCursor, TreeEncoder, Xattr};
+use crate::format::tree::{Node, NodeKind, TreeCursor, TreeEncoder};
 use crate::format::{BlobType, MAX_PACK_BLOBS};
 use crate::id::{BlobId, Id, PackId, SnapshotId};
 use crate::lock::LockMode;
-use crate::longpath::LongPaths;
 use crate::progress::{OpCtx, Phase, ProgressEvent};
 use crate::repository::{now_ns, Indexed, Repository, Snapshot};
+use crate::source::{self, DirStack, EnterError, Meta, OPEN_WINDOW};
 
 /// Which snapshot a backup compares against to skip reading unchanged files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -123,6 +123,11 @@ enum Event {
 struct FileJob {
     ticket: u64,
     path: PathBuf,
+    /// The file, opened by the walker relative to its directory and confirmed to be the
+    /// regular file its lstat saw.
+    file: File,
+    /// `fstat` of `file` when it was opened.
+    opened: Meta,
     /// What the walker's lstat saw, which the tree records: the reader warns when the file it
     /// read no longer matches it.
     seen: Seen,
@@ -137,11 +142,11 @@ struct Seen {
 }
 
 impl Seen {
-    fn of(meta: &Metadata) -> Self {
+    fn of(meta: &Meta) -> Self {
         Self {
-            size: meta.size(),
-            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
-            inode: meta.ino(),
+            size: meta.size,
+            mtime_ns: source::clamped_ns(meta.mtime),
+            inode: meta.ino,
         }
     }
 }
@@ -190,8 +195,6 @@ struct Shared<'r> {
     level: i32,
     dry_run: bool,
     new_packs: Mutex<Vec<IndexPack>>,
-    /// Directories that paths too long for one system call are resolved through.
-    long: LongPaths,
 }
 
 impl Shared<'_> {
@@ -293,42 +296,20 @@ impl Excluder {
         self.set.is_match(path) || self.iset.is_match(path)
     }
 
-    /// Whether the directory at `path` (a path to make system calls with) carries a marker
-    /// that excludes it.
-    fn excluded_dir(&self, path: &Path) -> bool {
+    /// Whether the open directory `dir` carries a marker that excludes it. Markers are looked
+    /// up in it by name, not following symlinks.
+    fn excluded_dir(&self, dir: &File) -> bool {
         if self
             .if_present
             .iter()
-            .any(|m| path.join(m).symlink_metadata().is_ok())
+            .any(|m| source::lstat_at(dir, m.as_os_str().as_bytes()).is_ok())
         {
             return true;
         }
-        if self.caches {
-            // Only a regular file can be a tag: opening a fifo would block the backup, opening
-            // a device could have side effects. Non-blocking, in case one is swapped in.
-            let tag = path.join("CACHEDIR.TAG");
-            if tag.metadata().is_ok_and(|m| m.is_file()) {
-                if let Ok(mut f) = fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(nix::libc::O_NONBLOCK)
-                    .open(&tag)
-                {
-                    let mut head = [0u8; 43];
-                    if f.metadata().is_ok_and(|m| m.is_file())
-                        && f.read_exact(&mut head).is_ok()
-                        && head == CACHEDIR_SIGNATURE
-                    {
-                        return true;
-                    }
-                }
-            }
-        }
-        false
+        // Only a regular file can be a tag: opening a fifo would block the backup, opening a
+        // device could have side effects.
+        self.caches && source::file_starts_with(dir, b"CACHEDIR.TAG", CACHEDIR_SIGNATURE)
     }
-}
-
-fn ns(secs: i64, nsec: i64) -> i64 {
-    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
 }
 
 /// Caches uid → user name and gid → group name lookups.
@@ -366,58 +347,50 @@ impl Owners {
     }
 }
 
-fn read_xattrs(path: &Path) -> Vec<Xattr> {
-    let Ok(names) = xattr::list(path) else {
-        return Vec::new();
-    };
-    let mut out: Vec<Xattr> = names
-        .filter_map(|name| {
-            let value = xattr::get(path, &name).ok().flatten()?;
-            Some(Xattr {
-                name: name.as_bytes().to_vec(),
-                value,
-            })
-        })
-        .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
+/// One of a file's times as a node stores it: nanoseconds since the epoch. A time outside
+/// what that holds (before 1677-09-21 or after 2262-04-11) is stored as the nearest one it
+/// holds, and `notes` gets a message saying so.
+fn stored_time(what: &str, time: (i64, i64), notes: &mut Vec<String>) -> i64 {
+    let stored = source::clamped_ns(time);
+    if source::checked_ns(time.0, time.1).is_none() {
+        notes.push(format!(
+            "{what} {} cannot be stored (snapshots hold times from 1677-09-21 to 2262-04-11); \
+             stored as {}",
+            source::utc(time.0, time.1),
+            source::utc(
+                stored.div_euclid(1_000_000_000),
+                stored.rem_euclid(1_000_000_000)
+            ),
+        ));
+    }
+    stored
 }
 
-/// Builds a node from `lstat` metadata.
-fn node_from_meta(name: Vec<u8>, meta: &Metadata, owners: &mut Owners) -> Node {
-    let ft = meta.file_type();
-    let kind = if ft.is_file() {
-        NodeKind::File
-    } else if ft.is_dir() {
-        NodeKind::Dir
-    } else if ft.is_symlink() {
-        NodeKind::Symlink
-    } else if ft.is_fifo() {
-        NodeKind::Fifo
-    } else if ft.is_char_device() {
-        NodeKind::CharDevice
-    } else if ft.is_block_device() {
-        NodeKind::BlockDevice
-    } else {
-        NodeKind::Socket
-    };
+/// Builds a node from `lstat` metadata; `notes` gets what could not be stored as it is.
+fn node_from_stat(
+    name: Vec<u8>,
+    meta: &Meta,
+    owners: &mut Owners,
+    notes: &mut Vec<String>,
+) -> Node {
+    let kind = meta.kind;
     let mut node = Node::new(name, kind);
-    node.mode = meta.mode() & 0o7777;
-    node.uid = meta.uid();
-    node.gid = meta.gid();
+    node.mode = meta.mode;
+    node.uid = meta.uid;
+    node.gid = meta.gid;
     node.user = owners.user(node.uid);
     node.group = owners.group(node.gid);
-    node.mtime_ns = ns(meta.mtime(), meta.mtime_nsec());
-    node.ctime_ns = ns(meta.ctime(), meta.ctime_nsec());
-    node.atime_ns = ns(meta.atime(), meta.atime_nsec());
-    node.device = meta.dev();
-    node.inode = meta.ino();
-    node.links = meta.nlink();
+    node.mtime_ns = stored_time("modification time", meta.mtime, notes);
+    node.ctime_ns = stored_time("status change time", meta.ctime, notes);
+    node.atime_ns = stored_time("access time", meta.atime, notes);
+    node.device = meta.dev;
+    node.inode = meta.ino;
+    node.links = meta.nlink;
     if kind == NodeKind::File {
-        node.size = meta.size();
+        node.size = meta.size;
     }
     if matches!(kind, NodeKind::CharDevice | NodeKind::BlockDevice) {
-        node.rdev = meta.rdev();
+        node.rdev = meta.rdev;
     }
     node
 }
@@ -429,41 +402,46 @@ enum Source {
     Dir(PathBuf, BTreeMap<Vec<u8>, Source>),
 }
 
-/// Lexically absolute and clean (no `.` or `..`), without resolving symlinks in the last component.
-fn clean_absolute(p: &Path) -> Result<PathBuf> {
-    let abs =
-        std::path::absolute(p).map_err(|e| Error::io(format!("resolve {}", p.display()), e))?;
-    let mut out = PathBuf::from("/");
-    for c in abs.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                let _ = out.pop();
-            }
-            _ => {}
+/// The path a backup path names, as the snapshot records it: absolute, with every symlink in
+/// the directories above its last component resolved (as tar and restic do, so `/lib/x`
+/// with `/lib -> usr/lib` is `/usr/lib/x`), and its last component kept as named: a symlink
+/// named is stored as the symlink. A path ending in `/` or `/.`, or in `..`, is resolved
+/// whole, so `/var/run/` names the directory `/var/run` points to, as `ls -l /var/run/` does.
+fn source_path(p: &Path) -> Result<PathBuf> {
+    let failed = |e: std::io::Error| {
+        Error::new(
+            if e.kind() == std::io::ErrorKind::NotFound {
+                ErrorKind::NotFound
+            } else {
+                ErrorKind::Io
+            },
+            format!("source path {}: {e}", p.display()),
+        )
+    };
+    let abs = std::path::absolute(p).map_err(failed)?;
+    let bytes = abs.as_os_str().as_bytes();
+    let last = abs.components().next_back();
+    let resolved = match (abs.parent(), abs.file_name()) {
+        (Some(parent), Some(name))
+            if !bytes.ends_with(b"/")
+                && !bytes.ends_with(b"/.")
+                && matches!(last, Some(Component::Normal(_))) =>
+        {
+            fs::canonicalize(parent).map_err(failed)?.join(name)
         }
-    }
-    Ok(out)
+        _ => fs::canonicalize(&abs).map_err(failed)?,
+    };
+    let _ = resolved.symlink_metadata().map_err(failed)?;
+    Ok(resolved)
 }
 
-/// The cleaned backup paths, and the same arranged as a tree of components.
+/// The resolved backup paths, and the same arranged as a tree of components.
 type Sources = (Vec<PathBuf>, BTreeMap<Vec<u8>, Source>);
 
 fn arrange_sources(paths: &[PathBuf]) -> Result<Sources> {
     let mut abs = Vec::new();
     for p in paths {
-        let a = clean_absolute(p)?;
-        if let Err(e) = a.symlink_metadata() {
-            return Err(Error::new(
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    ErrorKind::NotFound
-                } else {
-                    ErrorKind::Io
-                },
-                format!("source path {}: {e}", p.display()),
-            ));
-        }
-        abs.push(a);
+        abs.push(source_path(p)?);
     }
     abs.sort();
     abs.dedup();
@@ -516,6 +494,17 @@ struct Walker<'s, 'r> {
     next_ticket: u64,
     owners: Owners,
     skipped: Vec<(PathBuf, String)>,
+    /// The directories of the current path, open: every entry is reached relative to its
+    /// parent's descriptor, so a directory swapped for a symlink is never followed.
+    dirs: DirStack,
+}
+
+/// Whether an error from opening a directory means it is no longer one (a symlink or
+/// another kind of file took its place).
+fn not_a_directory(e: &std::io::Error) -> bool {
+    e.raw_os_error().is_some_and(|n| {
+        n == rustix::io::Errno::LOOP.raw_os_error() || n == rustix::io::Errno::NOTDIR.raw_os_error()
+    })
 }
 
 impl Walker<'_, '_> {
@@ -531,6 +520,12 @@ impl Walker<'_, '_> {
         self.skipped.push((path.to_path_buf(), e.to_string()));
     }
 
+    /// Skips `path` with a message of our own.
+    fn skip_because(&mut self, path: &Path, why: &str) {
+        let e = Error::new(ErrorKind::Io, format!("{}: {why}", path.display()));
+        self.skip(path, &e);
+    }
+
     /// The parent snapshot's listing of a directory whose parent node is `old`. A parent tree
     /// that cannot be read only costs speed: its files are read again.
     fn parent_subtree(&self, old: Option<&Node>) -> Option<TreeCursor> {
@@ -543,14 +538,116 @@ impl Walker<'_, '_> {
         TreeCursor::new(raw, &format_args!("tree {id}")).ok()
     }
 
+    /// `lstat` of `name` in the current directory, and the node it makes. Times a snapshot
+    /// cannot hold are reported as warnings. None (after reporting it) when it fails.
+    fn stat(&mut self, path: &Path, name: &[u8]) -> Option<(Meta, Node)> {
+        let Some(dir) = self.dirs.top() else {
+            self.skip_because(path, "its directory changed during the backup");
+            return None;
+        };
+        match source::lstat_at(dir, name) {
+            Ok(meta) => {
+                let mut notes = Vec::new();
+                let node = node_from_stat(name.to_vec(), &meta, &mut self.owners, &mut notes);
+                for message in &notes {
+                    self.shared
+                        .ctx
+                        .progress
+                        .event(&ProgressEvent::Warning { path, message });
+                }
+                Some((meta, node))
+            }
+            Err(e) => {
+                self.skip(path, &Error::io(format!("stat {}", path.display()), e));
+                None
+            }
+        }
+    }
+
+    /// Enters the directory `name` of the current directory, which `meta` (its lstat)
+    /// described. False, after reporting it, when what is there now is not that directory:
+    /// then nothing of it is stored.
+    fn enter(&mut self, path: &Path, name: &[u8], meta: &Meta) -> bool {
+        match self.dirs.enter(name, meta) {
+            Ok(_) => true,
+            Err(EnterError::Changed) => {
+                self.skip_because(
+                    path,
+                    "replaced by another directory while the backup read it; not backed up \
+                     (back it up again)",
+                );
+                false
+            }
+            Err(EnterError::Io(e)) if not_a_directory(&e) => {
+                self.skip_because(
+                    path,
+                    "no longer a directory (replaced during the backup, not followed); not \
+                     backed up (back it up again)",
+                );
+                false
+            }
+            Err(EnterError::Io(e)) => {
+                self.skip(path, &Error::io(format!("open {}", path.display()), e));
+                false
+            }
+        }
+    }
+
+    /// Whether the current directory (at `path`) can still be read from; when it was lost
+    /// (moved or replaced while the walk was below it, see [`DirStack::leave`]) this says so,
+    /// naming the first entry left out.
+    fn still_there(&mut self, path: &Path, next: &[u8]) -> bool {
+        if self.dirs.top().is_some() {
+            return true;
+        }
+        let why = format!(
+            "directory moved or replaced during the backup; its entries from {:?} on are not \
+             backed up (back it up again)",
+            OsStr::from_bytes(next)
+        );
+        self.skip_because(path, &why);
+        false
+    }
+
+    /// Backs up the whole file system: every entry of `/` is a backup path, on the device of
+    /// `/` for --one-file-system.
+    fn walk_root(&mut self, mut parent: Option<&mut TreeCursor>) -> bool {
+        let listed = self
+            .dirs
+            .top()
+            .map(|root| source::fstat(root).and_then(|m| Ok((m.dev, source::list(root)?))));
+        let (dev, names) = match listed {
+            Some(Ok(l)) => l,
+            Some(Err(e)) => {
+                self.skip(Path::new("/"), &Error::io("read directory /", e));
+                return true;
+            }
+            None => return true,
+        };
+        for name in names {
+            if self.shared.failed() {
+                return false;
+            }
+            let path = Path::new("/").join(OsStr::from_bytes(&name));
+            if !self.entry(&path, name, parent.as_deref_mut(), Some(dev)) {
+                return false;
+            }
+        }
+        true
+    }
+
     fn walk_sources(
         &mut self,
+        dir: &Path,
         level: &BTreeMap<Vec<u8>, Source>,
         mut parent: Option<&mut TreeCursor>,
     ) -> bool {
         for (name, source) in level {
             if self.shared.failed() {
                 return false;
+            }
+            if !self.still_there(dir, name) {
+                break;
             }
             match source {
                 Source::Target(path) => {
@@ -559,26 +656,26 @@ impl Walker<'_, '_> {
                     }
                 }
                 Source::Dir(path, children) => {
-                    let meta = match self
-                        .shared
-                        .long
-                        .resolve(path)
-                        .and_then(|sys| Ok((sys.symlink_metadata()?, sys)))
-                    {
-                        Ok(m) => m,
-                        Err(e) => {
-                            self.skip(path, &Error::io(format!("stat {}", path.display()), e));
-                            continue;
-                        }
+                    let Some((meta, mut node)) = self.stat(path, name) else {
+                        continue;
                     };
-                    let mut node = node_from_meta(name.clone(), &meta.0, &mut self.owners);
-                    node.xattrs = read_xattrs(&meta.1);
+                    if meta.kind != NodeKind::Dir {
+                        self.skip_because(
+                            path,
+                            "no longer a directory (changed since the backup started)",
+                        );
+                        continue;
+                    }
+                    if !self.enter(path, name, &meta) {
+                        continue;
+                    }
+                    node.xattrs = self.dirs.top().map(source::xattrs_of).unwrap_or_default();
                     let old = parent.as_deref_mut().and_then(|p| p.take(name));
                     let mut sub = self.parent_subtree(old.as_ref());
-                    if !self.emit(Event::Enter(node))
-                        || !self.walk_sources(children, sub.as_mut())
-                        || !self.emit(Event::Leave)
-                    {
+                    let ok = self.emit(Event::Enter(node))
+                        && self.walk_sources(path, children, sub.as_mut());
+                    self.dirs.leave();
+                    if !ok || !self.emit(Event::Leave) {
                         return false;
                     }
                 }
@@ -587,21 +684,38 @@ impl Walker<'_, '_> {
         true
     }
 
-    /// The sorted names in the directory `path` (`sys` is the path to open it by).
-    fn list_dir(sys: &Path, path: &Path) -> Result<Vec<Vec<u8>>> {
-        let rd = fs::read_dir(sys)
-            .map_err(|e| Error::io(format!("read directory {}", path.display()), e))?;
-        let mut names = Vec::new();
-        for entry in rd {
-            let entry =
-                entry.map_err(|e| Error::io(format!("read directory {}", path.display()), e))?;
-            names.push(entry.file_name().as_bytes().to_vec());
+    /// Opens the regular file `name` of the current directory, which `meta` (its lstat)
+    /// described, and checks that what was opened is that file. None after reporting it.
+    fn open_file(&mut self, path: &Path, name: &[u8], meta: &Meta) -> Option<(File, Meta)> {
+        let dir = self.dirs.top()?;
+        // Not following a symlink and not blocking on a fifo: either may have been swapped in
+        // since the lstat.
+        let opened = source::open_at(dir, name, false).and_then(|f| Ok((source::fstat(&f)?, f)));
+        match opened {
+            Ok((m, f)) if m.kind == NodeKind::File && m.same_file(meta) => Some((f, m)),
+            Ok(_) => {
+                self.skip_because(
+                    path,
+                    "no longer the regular file it was (replaced during the backup)",
+                );
+                None
+            }
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                self.skip_because(
+                    path,
+                    "no longer a regular file (replaced by a symlink during the backup)",
+                );
+                None
+            }
+            Err(e) => {
+                self.skip(path, &Error::io(format!("open {}", path.display()), e));
+                None
+            }
         }
-        names.sort_unstable();
-        Ok(names)
     }
 
-    /// Handles one entry; `root_dev` is the device of the backup path it lies under.
+    /// Handles one entry of the current directory; `root_dev` is the device of the backup
+    /// path it lies under.
     fn entry(
         &mut self,
         path: &Path,
@@ -612,27 +726,17 @@ impl Walker<'_, '_> {
         if self.excluder.excluded_path(path) {
             return true;
         }
-        // `sys` names the same file as `path`, in a form the kernel accepts however deep it is.
-        let (meta, sys) = match self
-            .shared
-            .long
-            .resolve(path)
-            .and_then(|sys| Ok((sys.symlink_metadata()?, sys)))
-        {
-            Ok(m) => m,
-            Err(e) => {
-                self.skip(path, &Error::io(format!("stat {}", path.display()), e));
-                return true;
-            }
+        let Some((meta, mut node)) = self.stat(path, &name) else {
+            return true;
         };
-        let mut node = node_from_meta(name, &meta, &mut self.owners);
         let old = parent.and_then(|p| p.take(&node.name));
         let unchanged_meta = old.as_ref().is_some_and(|o| {
             o.kind == node.kind && o.ctime_ns == node.ctime_ns && o.inode == node.inode
         });
-        node.xattrs = match &old {
-            Some(o) if unchanged_meta => o.xattrs.clone(),
-            _ => read_xattrs(&sys),
+        // Extended attributes of an entry whose metadata did not change are the parent's.
+        let old_xattrs = match &old {
+            Some(o) if unchanged_meta => Some(o.xattrs.clone()),
+            _ => None,
         };
         match node.kind {
             NodeKind::Dir => {
@@ -640,33 +744,54 @@ impl Walker<'_, '_> {
                 if self.opts.one_file_system && node.device != root_dev {
                     return true;
                 }
-                if self.excluder.excluded_dir(&sys) {
+                if !self.enter(path, &name, &meta) {
                     return true;
                 }
-                let names = match Self::list_dir(&sys, path) {
+                let Some(dir) = self.dirs.top() else {
+                    self.dirs.leave();
+                    return true;
+                };
+                if self.excluder.excluded_dir(dir) {
+                    self.dirs.leave();
+                    return true;
+                }
+                node.xattrs = old_xattrs.unwrap_or_else(|| source::xattrs_of(dir));
+                let names = match source::list(dir) {
                     Ok(n) => n,
                     Err(e) => {
-                        self.skip(path, &e);
+                        self.dirs.leave();
+                        self.skip(
+                            path,
+                            &Error::io(format!("read directory {}", path.display()), e),
+                        );
                         return true;
                     }
                 };
                 let mut sub = self.parent_subtree(old.as_ref());
                 if !self.emit(Event::Enter(node)) {
+                    self.dirs.leave();
                     return false;
                 }
+                let mut ok = true;
                 for child in names {
                     if self.shared.failed() {
-                        return false;
+                        ok = false;
+                        break;
+                    }
+                    if !self.still_there(path, &child) {
+                        break;
                     }
                     let child_path = path.join(OsStr::from_bytes(&child));
                     if !self.entry(&child_path, child, sub.as_mut(), Some(root_dev)) {
-                        return false;
+                        ok = false;
+                        break;
                     }
                 }
-                self.emit(Event::Leave)
+                self.dirs.leave();
+                ok && self.emit(Event::Leave)
             }
             NodeKind::File => {
-                let status = match old {
+                let status = match &old {
                     Some(o)
                         if !self.opts.force
                             && o.kind == NodeKind::File
@@ -679,6 +804,7 @@ impl Walker<'_, '_> {
                             }) =>
                     {
                         node.content = o.content.clone();
+                        node.xattrs = o.xattrs.clone();
                         self.shared.ctx.progress.event(&ProgressEvent::Advanced {
                             phase: Phase::Backup,
                             items: 1,
@@ -689,6 +815,10 @@ impl Walker<'_, '_> {
                     Some(o) if o.kind == NodeKind::File => FileStatus::Changed,
                     _ => FileStatus::New,
                 };
+                let Some((file, opened)) = self.open_file(path, &name, &meta) else {
+                    return true;
+                };
+                node.xattrs = old_xattrs.unwrap_or_else(|| source::xattrs_of(&file));
                 let ticket = self.next_ticket;
                 self.next_ticket += 1;
                 if self
@@ -696,6 +826,8 @@ impl Walker<'_, '_> {
                     .send(FileJob {
                         ticket,
                         path: path.to_path_buf(),
+                        file,
+                        opened,
                         seen: Seen::of(&meta),
                     })
                     .is_err()
@@ -705,13 +837,17 @@ impl Walker<'_, '_> {
                 self.emit(Event::File(node, status, ticket))
             }
             NodeKind::Symlink => {
-                match fs::read_link(&*sys) {
-                    Ok(target) => node.symlink_target = target.as_os_str().as_bytes().to_vec(),
+                let Some(dir) = self.dirs.top() else {
+                    return true;
+                };
+                match source::read_link_at(dir, &name) {
+                    Ok(target) => node.symlink_target = target,
                     Err(e) => {
                         self.skip(path, &Error::io(format!("read link {}", path.display()), e));
                         return true;
                     }
                 }
+                node.xattrs = old_xattrs.unwrap_or_else(|| source::xattrs_at(dir, &name));
                 self.emit(Event::Entry(node, None))
             }
             NodeKind::Socket => {
@@ -722,6 +858,9 @@ impl Walker<'_, '_> {
                 true
             }
             NodeKind::Fifo | NodeKind::CharDevice | NodeKind::BlockDevice => {
+                if let Some(dir) = self.dirs.top() {
+                    node.xattrs = old_xattrs.unwrap_or_else(|| source::xattrs_at(dir, &name));
+                }
                 self.emit(Event::Entry(node, None))
             }
         }
@@ -733,8 +872,8 @@ impl Walker<'_, '_> {
 /// Reading a hole makes the kernel zero-fill page after page; for a mostly empty multi-GiB
 /// file that dominates the backup. Holes still reach the chunker as zeros, so they chunk and
 /// dedupe exactly as if they had been read.
-struct HoleSkippingReader {
-    file: File,
+struct HoleSkippingReader<'f> {
+    file: &'f File,
     pos: u64,
     /// Bytes up to here (from `pos`) are known to be a hole.
     hole_end: u64,
@@ -743,8 +882,8 @@ struct HoleSkippingReader {
     sparse: bool,
 }
 
-impl HoleSkippingReader {
-    fn new(file: File, sparse: bool) -> Self {
+impl<'f> HoleSkippingReader<'f> {
+    fn new(file: &'f File, sparse: bool) -> Self {
         Self {
             file,
             pos: 0,
@@ -781,7 +920,7 @@ impl HoleSkippingReader {
     }
 }
 
-impl Read for HoleSkippingReader {
+impl Read for HoleSkippingReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         use std::os::unix::fs::FileExt;
         if !self.sparse {
@@ -822,30 +961,9 @@ fn read_file(
     blob_tx: &Sender<NewBlob>,
 ) -> Result<FileDone> {
     let path = job.path.as_path();
-    // Not following a symlink and not blocking on a fifo: either may have been swapped in
-    // since the walker saw a regular file here.
-    let file = shared
-        .long
-        .resolve(path)
-        .and_then(|p| {
-            fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-                .open(p)
-        })
-        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-    let opened = file
-        .metadata()
-        .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
-    if !opened.is_file() {
-        return Err(Error::io(
-            format!("read {}", path.display()),
-            std::io::Error::other("no longer a regular file (replaced during the backup)"),
-        ));
-    }
     // Fewer allocated blocks than the size needs: the file has holes.
-    let sparse = opened.blocks().saturating_mul(512) < opened.size();
-    let mut file = HoleSkippingReader::new(file, sparse);
+    let sparse = job.opened.blocks.saturating_mul(512) < job.opened.size;
+    let mut file = HoleSkippingReader::new(&job.file, sparse);
     let key = shared.repo.master_key();
     chunker.reset();
     let mut content = Vec::new();
@@ -873,7 +991,7 @@ fn read_file(
         });
     }
     if let Ok(after) = file.file.metadata() {
-        if ns(after.mtime(), after.mtime_nsec()) != job.seen.mtime_ns
+        if source::clamped_ns((after.mtime(), after.mtime_nsec())) != job.seen.mtime_ns
             || after.ino() != job.seen.inode
             || after.size() != job.seen.size
             || after.size() != bytes
@@ -1087,51 +1205,127 @@ fn scan(shared: &Shared<'_>, excluder: &Excluder, roots: &[PathBuf]) {
         total_items: None,
         total_bytes: None,
     });
-    let mut stack: Vec<PathBuf> = roots.to_vec();
-    let (mut items, mut bytes) = (0u64, 0u64);
-    let mut last = std::time::Instant::now();
-    while let Some(path) = stack.pop() {
-        if shared.failed() {
-            return;
-        }
-        if excluder.excluded_path(&path) {
-            continue;
-        }
-        let Ok(sys) = shared.long.resolve(&path) else {
-            continue;
-        };
-        let Ok(meta) = sys.symlink_metadata() else {
-            continue;
-        };
-        if meta.is_dir() {
-            if excluder.excluded_dir(&sys) {
+    let mut counter = ScanCounter {
+        shared,
+        items: 0,
+        bytes: 0,
+        last: std::time::Instant::now(),
+    };
+    if let Ok(mut dirs) = DirStack::new(OPEN_WINDOW) {
+        for root in roots {
+            if shared.failed() {
+                return;
+            }
+            let names: Vec<&[u8]> = root
+                .components()
+                .filter_map(|c| match c {
+                    Component::Normal(n) => Some(n.as_bytes()),
+                    _ => None,
+                })
+                .collect();
+            let Some((last, above)) = names.split_last() else {
+                // `/` itself: each of its entries.
+                let entries = dirs.top().and_then(|d| source::list(d).ok());
+                for name in entries.unwrap_or_default() {
+                    let path = Path::new("/").join(OsStr::from_bytes(&name));
+                    counter.tree(excluder, &mut dirs, path, &name);
+                }
                 continue;
-            }
-            if let Ok(rd) = fs::read_dir(&*sys) {
-                stack.extend(rd.filter_map(|e| e.ok().map(|e| path.join(e.file_name()))));
-            }
-        } else if meta.is_file() {
-            items += 1;
-            bytes += meta.len();
-        }
-        if last.elapsed().as_millis() > 250 {
-            shared.ctx.progress.event(&ProgressEvent::Totals {
-                phase: Phase::Scan,
-                items,
-                bytes,
+            };
+            let depth = dirs.depth();
+            let reached = above.iter().all(|name| {
+                let meta = dirs.top().and_then(|d| source::lstat_at(d, name).ok());
+                meta.is_some_and(|m| m.kind == NodeKind::Dir && dirs.enter(name, &m).is_ok())
             });
-            last = std::time::Instant::now();
+            if reached {
+                counter.tree(excluder, &mut dirs, root.clone(), last);
+            }
+            while dirs.depth() > depth {
+                dirs.leave();
+            }
         }
     }
-    shared.ctx.progress.event(&ProgressEvent::Totals {
-        phase: Phase::Scan,
-        items,
-        bytes,
-    });
+    counter.report();
     shared
         .ctx
         .progress
         .event(&ProgressEvent::PhaseFinished { phase: Phase::Scan });
+}
+
+/// Files and bytes counted by [`scan`] so far.
+struct ScanCounter<'s, 'r> {
+    shared: &'s Shared<'r>,
+    items: u64,
+    bytes: u64,
+    last: std::time::Instant,
+}
+
+impl ScanCounter<'_, '_> {
+    fn report(&mut self) {
+        self.shared.ctx.progress.event(&ProgressEvent::Totals {
+            phase: Phase::Scan,
+            items: self.items,
+            bytes: self.bytes,
+        });
+        self.last = std::time::Instant::now();
+    }
+
+    /// Counts the regular files at and below `name` of the current directory (`path` is
+    /// its path), depth first with an explicit stack, through descriptors as the walker does.
+    fn tree(&mut self, excluder: &Excluder, dirs: &mut DirStack, path: PathBuf, name: &[u8]) {
+        let base = dirs.depth();
+        // The directories entered, with their paths and the entries not yet counted.
+        let mut pending: Vec<(PathBuf, std::vec::IntoIter<Vec<u8>>)> = Vec::new();
+        self.visit(excluder, dirs, &mut pending, path, name);
+        while !self.shared.failed() {
+            let Some((dir, entries)) = pending.last_mut() else {
+                break;
+            };
+            let next = entries.next().map(|n| (dir.join(OsStr::from_bytes(&n)), n));
+            match next {
+                Some((child, n)) => self.visit(excluder, dirs, &mut pending, child, &n),
+                None => {
+                    let _ = pending.pop();
+                    dirs.leave();
+                }
+            }
+        }
+        while dirs.depth() > base {
+            dirs.leave();
+        }
+    }
+
+    fn visit(
+        &mut self,
+        excluder: &Excluder,
+        dirs: &mut DirStack,
+        pending: &mut Vec<(PathBuf, std::vec::IntoIter<Vec<u8>>)>,
+        path: PathBuf,
+        name: &[u8],
+    ) {
+        if excluder.excluded_path(&path) {
+            return;
+        }
+        let Some(meta) = dirs.top().and_then(|d| source::lstat_at(d, name).ok()) else {
+            return;
+        };
+        if meta.kind == NodeKind::File {
+            self.items += 1;
+            self.bytes += meta.size;
+        } else if meta.kind == NodeKind::Dir && dirs.enter(name, &meta).is_ok() {
+            let names = dirs
+                .top()
+                .filter(|d| !excluder.excluded_dir(d))
+                .and_then(|d| source::list(d).ok());
+            match names {
+                Some(names) => pending.push((path, names.into_iter())),
+                None => dirs.leave(),
+            }
+        }
+        if self.last.elapsed().as_millis() > 250 {
+            self.report();
+        }
+    }
 }
 
 /// What the collector hands back: root tree, counters, skipped entries.
@@ -1284,6 +1478,8 @@ impl Repository<Indexed> {
         }
         let excluder = Excluder::new(opts)?;
         let (roots, sources) = arrange_sources(paths)?;
+        // `/` has no name to arrange: its entries are the backup paths.
+        let whole_root = roots.iter().any(|r| r.parent().is_none());
         let _lock = if opts.dry_run {
             None
         } else {
@@ -1341,7 +1537,6 @@ impl Repository<Indexed> {
             level,
             dry_run: opts.dry_run,
             new_packs: Mutex::new(Vec::new()),
-            long: LongPaths::default(),
         };
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         let chunker_params = ChunkerParams {
@@ -1357,7 +1552,8 @@ impl Repository<Indexed> {
             total_items: None,
             total_bytes: None,
         });
-        let (job_tx, job_rx) = bounded::<FileJob>(256);
+        // Each queued job holds its file open: the queue bounds those descriptors.
+        let (job_tx, job_rx) = bounded::<FileJob>(128);
         let (ev_tx, ev_rx) = bounded::<Event>(4096);
         let (res_tx, res_rx) = unbounded::<FileResult>();
         let (blob_tx, blob_rx) = bounded::<NewBlob>(cores * 2);
@@ -1384,6 +1580,13 @@ impl Repository<Indexed> {
                     let mut parent_root = parent_root;
                     let walker_skipped = &mut walker_skipped;
                     move || {
+                        let dirs = match DirStack::new(OPEN_WINDOW) {
+                            Ok(d) => d,
+                            Err(e) => {
+                                shared.fail(Error::io("open the root directory /", e));
+                                return;
+                            }
+                        };
                         let mut w = Walker {
                             shared,
                             opts,
@@ -1393,8 +1596,13 @@ impl Repository<Indexed> {
                             next_ticket: 0,
                             owners: Owners::default(),
                             skipped: Vec::new(),
+                            dirs,
                         };
-                        let _ = w.walk_sources(sources, parent_root.as_mut());
+                        let _ = if whole_root {
+                            w.walk_root(parent_root.as_mut())
+                        } else {
+                            w.walk_sources(Path::new("/"), sources, parent_root.as_mut())
+                        };
                         *walker_skipped = w.skipped;
                     }
                 });

@@ -59,6 +59,7 @@ mod repository;
 mod restore_fs;
 mod restorer;
 mod snapshot;
+mod source;
 mod stats;
 mod walk;
 

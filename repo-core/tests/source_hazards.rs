@@ -1,12 +1,15 @@
 //! Hazards at the source: files deleted, truncated or rewritten while a backup reads them,
 //! directories replaced by files mid-walk, symlink loops, and FIFOs (unreadable entries: roundtrip.rs). Each
 //! backup must finish with a snapshot, report what it skipped, and that snapshot must check
-//! clean and restore to a state the source really passed through.
+//! clean and restore to a state the source really passed through. A directory swapped for a
+//! symlink mid-walk is never followed. Also: how backup paths with symlinked prefixes (and `/`)
+//! are resolved, times a snapshot cannot hold, and the ETA scan.
 
 #[path = "support/fixture.rs"]
 mod fixture;
 
 use std::fs;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -169,5 +172,386 @@ fn backups_of_a_changing_tree_finish_and_restore_what_they_read() {
                 assert_eq!(fs::read(target.join("dir")).unwrap(), b"now a file\n");
             }
         }
+    }
+}
+
+/// Collects warnings and skipped entries from progress events.
+#[derive(Default)]
+struct Notes(std::sync::Mutex<Vec<(PathBuf, String)>>);
+
+impl repo_core::Progress for Notes {
+    fn event(&self, event: &repo_core::ProgressEvent<'_>) {
+        let note = match event {
+            repo_core::ProgressEvent::Warning { path, message } => {
+                (path.to_path_buf(), (*message).to_string())
+            }
+            repo_core::ProgressEvent::Skipped { path, error } => {
+                (path.to_path_buf(), error.to_string())
+            }
+            _ => return,
+        };
+        self.0.lock().unwrap().push(note);
+    }
+}
+
+impl Notes {
+    fn take(&self) -> Vec<(PathBuf, String)> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// Backs up `paths` with `opts`, collecting warnings. Panics when the backup fails.
+fn noted_backup(
+    fx: &mut Fixture,
+    paths: &[&Path],
+    opts: &BackupOptions,
+) -> (repo_core::Snapshot, Vec<(PathBuf, String)>) {
+    let notes = Notes::default();
+    let cancel = repo_core::CancelToken::new();
+    let summary = fx
+        .backup_with(&repo_core::OpCtx::new(&notes, &cancel), paths, opts)
+        .unwrap_or_else(|e| panic!("backup of {paths:?} failed: {e}"));
+    (fx.snapshot(&summary.snapshot.unwrap()), notes.take())
+}
+
+/// Every node of a snapshot with its path.
+fn nodes(fx: &Fixture, snap: &repo_core::Snapshot) -> Vec<(PathBuf, repo_core::Node)> {
+    let mut out = Vec::new();
+    fx.repo()
+        .walk_tree(&snap.meta.tree, Path::new("/"), &mut |e| {
+            out.push((e.path.clone(), e.node.clone()));
+            Ok(true)
+        })
+        .unwrap();
+    out
+}
+
+const SWAPPED_FILES: usize = 24;
+
+/// `dir/fNN` and `dir/sub/fNN`, each holding `tag` and its name, 8 KiB.
+fn swap_side(dir: &Path, tag: &str) {
+    for i in 0..SWAPPED_FILES {
+        for sub in ["", "sub/"] {
+            let line = format!("{tag} {sub}f{i:02}\n");
+            fixture::write(
+                &dir.join(format!("{sub}f{i:02}")),
+                line.repeat(8192 / line.len()).as_bytes(),
+            );
+        }
+    }
+}
+
+/// A loop atomically exchanges `src/dd` (a directory) with a symlink to another directory of
+/// the same names while backups run. Whatever the timing, no snapshot may hold the other
+/// directory's content anywhere: the backup reads only inside the directories it walked.
+#[test]
+fn a_directory_swapped_for_a_symlink_is_never_followed() {
+    use nix::fcntl::{renameat2, RenameFlags};
+    let tmp = fixture::memory_tempdir();
+    let src = tmp.path().join("src");
+    let dd = src.join("dd");
+    swap_side(&dd, "real");
+    fixture::write(&src.join("before"), b"a file beside dd\n");
+    let other = tmp.path().join("other");
+    swap_side(&other, "OTHER");
+    let swap = tmp.path().join("swap");
+    std::os::unix::fs::symlink(&other, &swap).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let swaps = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let racer = {
+        let (dd, swap, stop, swaps) = (
+            dd.clone(),
+            swap.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&swaps),
+        );
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                renameat2(None, &dd, None, &swap, RenameFlags::RENAME_EXCHANGE).unwrap();
+                let _ = swaps.fetch_add(1, Ordering::Relaxed);
+                thread::sleep(Duration::from_micros(50));
+            }
+            // Leave the real directory in place.
+            if fs::symlink_metadata(&dd).unwrap().file_type().is_symlink() {
+                renameat2(None, &dd, None, &swap, RenameFlags::RENAME_EXCHANGE).unwrap();
+            }
+        })
+    };
+
+    let mut fx = Fixture::memory();
+    let mut opts = BackupOptions::default();
+    opts.force = true;
+    opts.parent = repo_core::ParentSelection::None;
+    let started = Instant::now();
+    let (mut backups, mut won, mut real_files) = (0, 0, 0);
+    let mut foreign = Vec::new();
+    while backups < 30 || (won == 0 && started.elapsed() < Duration::from_secs(20)) {
+        backups += 1;
+        let (snap, notes) = noted_backup(&mut fx, &[src.as_path()], &opts);
+        let mut saw_swap = notes.iter().any(|(p, _)| p.starts_with(&dd));
+        for (path, node) in nodes(&fx, &snap) {
+            if path == dd && node.kind == repo_core::NodeKind::Symlink {
+                saw_swap = true;
+            }
+            if node.kind != repo_core::NodeKind::File {
+                continue;
+            }
+            let content = fx
+                .repo()
+                .read_file_at(&node, 0, node.size as usize)
+                .unwrap();
+            if content.starts_with(b"OTHER") {
+                foreign.push(format!("backup {backups}: {}", path.display()));
+            } else if path.starts_with(&dd) {
+                real_files += 1;
+            }
+        }
+        if saw_swap {
+            won += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    racer.join().unwrap();
+    assert!(
+        foreign.is_empty(),
+        "{} files hold the other directory's content: {:?}",
+        foreign.len(),
+        &foreign[..foreign.len().min(10)]
+    );
+    eprintln!(
+        "{backups} backups, {} swaps, {won} saw the swap, {real_files} files of dd stored",
+        swaps.load(Ordering::Relaxed)
+    );
+    assert!(won > 0, "no backup saw the swap: the race was never run");
+    assert!(real_files > 0, "no backup stored dd's own files");
+    let report = fx.check(false);
+    assert!(report.is_clean(), "{report:?}");
+}
+
+/// Symlinks in the directories above a backup path are resolved, as restic and tar do; the
+/// last component is kept as named: a symlink is stored as a symlink, unless the path ends
+/// with a slash (then it is followed, as `ls -l link/` does).
+#[test]
+fn symlinks_in_backup_path_prefixes_are_resolved() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = fs::canonicalize(tmp.path()).unwrap();
+    let real = base.join("usr/lib");
+    fixture::write(&real.join("os-release"), b"NAME=test\n");
+    fixture::write(&real.join("inner/file"), b"inner\n");
+    // base/lib -> usr/lib, as /lib on merged-/usr systems.
+    std::os::unix::fs::symlink("usr/lib", base.join("lib")).unwrap();
+    // base/run-link -> usr/lib/inner, as /var/run -> /run.
+    std::os::unix::fs::symlink("usr/lib/inner", base.join("run-link")).unwrap();
+
+    let mut fx = Fixture::memory();
+    // A file below a symlinked directory: stored under the resolved directory.
+    let (snap, notes) = noted_backup(
+        &mut fx,
+        &[&base.join("lib/os-release")],
+        &BackupOptions::default(),
+    );
+    assert!(notes.is_empty(), "{notes:?}");
+    assert_eq!(
+        snap.meta.paths,
+        vec![real.join("os-release").into_os_string().into_vec()]
+    );
+    let node = fx
+        .repo()
+        .node_at(&snap.meta.tree, &real.join("os-release"))
+        .unwrap();
+    assert_eq!(node.kind, repo_core::NodeKind::File);
+    assert_eq!(
+        fx.repo().read_file_at(&node, 0, 100).unwrap(),
+        b"NAME=test\n"
+    );
+
+    // A symlink named without a trailing slash is stored as the symlink.
+    let (snap, _) = noted_backup(
+        &mut fx,
+        &[&base.join("run-link")],
+        &BackupOptions::default(),
+    );
+    let node = fx
+        .repo()
+        .node_at(&snap.meta.tree, &base.join("run-link"))
+        .unwrap();
+    assert_eq!(node.kind, repo_core::NodeKind::Symlink);
+    assert_eq!(node.symlink_target, b"usr/lib/inner");
+
+    // With a trailing slash it is followed: the directory it points to is backed up.
+    let mut slashed = base.join("run-link").into_os_string();
+    slashed.push("/");
+    let (snap, notes) = noted_backup(&mut fx, &[Path::new(&slashed)], &BackupOptions::default());
+    assert!(notes.is_empty(), "{notes:?}");
+    assert_eq!(
+        snap.meta.paths,
+        vec![real.join("inner").into_os_string().into_vec()]
+    );
+    let node = fx
+        .repo()
+        .node_at(&snap.meta.tree, &real.join("inner/file"))
+        .unwrap();
+    assert_eq!(fx.repo().read_file_at(&node, 0, 100).unwrap(), b"inner\n");
+
+    // A symlink in the middle of a path, and `..` after a symlink (resolved physically, as the
+    // kernel does: usr/lib/inner/.. is usr/lib).
+    let (snap, _) = noted_backup(
+        &mut fx,
+        &[&base.join("run-link/../os-release")],
+        &BackupOptions::default(),
+    );
+    assert_eq!(
+        snap.meta.paths,
+        vec![real.join("os-release").into_os_string().into_vec()]
+    );
+}
+
+/// Seconds since the epoch of 2300-01-01T00:00:00Z: past what i64 nanoseconds hold.
+const YEAR_2300: i64 = 10_413_792_000;
+
+/// A time a snapshot cannot hold (64-bit nanoseconds end in April 2262) is stored as the
+/// nearest one it can, and the backup says so, naming the file, the time and which time.
+#[test]
+fn times_beyond_the_nanosecond_range_are_stored_clamped_with_a_warning() {
+    // tmpfs holds any 64-bit seconds; ext4 stops at 1901.
+    let tmp = fixture::memory_tempdir();
+    let src = tmp.path().join("src");
+    let future = src.join("future");
+    let past = src.join("past");
+    let fine = src.join("fine");
+    for f in [&future, &past, &fine] {
+        fixture::write(f, b"x");
+    }
+    fixture::set_mtime(&future, YEAR_2300, 5);
+    // Access time in 1600, modification time in range.
+    let old = nix::sys::time::TimeSpec::new(-11_676_096_000, 0);
+    let ok = nix::sys::time::TimeSpec::new(1_000_000_000, 0);
+    nix::sys::stat::utimensat(
+        None,
+        &past,
+        &old,
+        &ok,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
+
+    let mut fx = Fixture::memory();
+    let (snap, notes) = noted_backup(&mut fx, &[src.as_path()], &BackupOptions::default());
+    let about = |p: &Path| -> Vec<String> {
+        notes
+            .iter()
+            .filter(|(n, _)| n == p)
+            .map(|(_, m)| m.clone())
+            .collect()
+    };
+    let f = about(&future);
+    assert!(
+        f.iter().any(|m| m.contains("modification time")
+            && m.contains("2300-01-01T00:00:00")
+            && m.contains("2262-04-11")),
+        "{notes:?}"
+    );
+    let p = about(&past);
+    assert!(
+        p.iter()
+            .any(|m| m.contains("access time") && m.contains("1600-01-01")),
+        "{notes:?}"
+    );
+    assert!(
+        !p.iter().any(|m| m.contains("modification time")),
+        "{notes:?}"
+    );
+    // `set_mtime` set the access time to 2300 as well.
+    assert!(f.iter().any(|m| m.contains("access time")), "{notes:?}");
+    assert!(about(&fine).is_empty(), "{notes:?}");
+    assert_eq!(notes.len(), 3, "{notes:?}");
+
+    let node = fx.repo().node_at(&snap.meta.tree, &future).unwrap();
+    assert_eq!(node.mtime_ns, i64::MAX);
+    let node = fx.repo().node_at(&snap.meta.tree, &past).unwrap();
+    assert_eq!(node.atime_ns, i64::MIN);
+    assert_eq!(node.mtime_ns, 1_000_000_000 * 1_000_000_000);
+}
+
+/// Records the scan phase's last totals.
+#[derive(Default)]
+struct ScanTotals(std::sync::Mutex<Option<(u64, u64)>>);
+
+impl repo_core::Progress for ScanTotals {
+    fn event(&self, event: &repo_core::ProgressEvent<'_>) {
+        if let repo_core::ProgressEvent::Totals {
+            phase: repo_core::Phase::Scan,
+            items,
+            bytes,
+        } = event
+        {
+            *self.0.lock().unwrap() = Some((*items, *bytes));
+        }
+    }
+}
+
+/// The pre-scan that gives progress its totals counts what the backup will read: regular
+/// files below the backup paths, deep ones included, not what a symlinked directory or an
+/// excluded path holds.
+#[test]
+fn the_scan_counts_the_files_the_backup_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let outside = tmp.path().join("outside");
+    fixture::write(&outside.join("big"), &[7u8; 5000]);
+    fixture::write(&src.join("a"), b"12345");
+    let mut deep = src.join("d");
+    for _ in 0..100 {
+        deep.push("d");
+    }
+    fixture::write(&deep.join("bottom"), b"123");
+    fixture::write(&src.join("skip.tmp"), &[0u8; 1000]);
+    std::os::unix::fs::symlink(&outside, src.join("link")).unwrap();
+    let mut fx = Fixture::memory();
+    let totals = ScanTotals::default();
+    let cancel = repo_core::CancelToken::new();
+    let mut opts = BackupOptions::default();
+    opts.scan = true;
+    opts.excludes = vec!["*.tmp".into()];
+    let summary = fx
+        .backup_with(&repo_core::OpCtx::new(&totals, &cancel), &[&src], &opts)
+        .unwrap();
+    assert_eq!(summary.stats.files_new, 2);
+    assert_eq!(*totals.0.lock().unwrap(), Some((2, 8)));
+}
+
+/// `/` as a backup path backs up the entries of `/` (it used to give an empty snapshot, and a
+/// path that resolves to `/`, such as `/tmp/..`, too). Everything but `/etc` is excluded to
+/// keep the test small.
+#[test]
+fn the_root_directory_as_a_backup_path_backs_up_its_entries() {
+    let excludes: Vec<String> = fs::read_dir("/")
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "etc")
+        .map(|n| format!("/{}", n.to_string_lossy()))
+        .collect();
+    let mut fx = Fixture::memory();
+    let mut opts = BackupOptions::default();
+    opts.excludes = excludes;
+    for path in [Path::new("/"), Path::new("/tmp/..")] {
+        let (snap, _) = noted_backup(&mut fx, &[path], &opts);
+        assert_eq!(snap.meta.paths, vec![b"/".to_vec()]);
+        let node = fx
+            .repo()
+            .node_at(&snap.meta.tree, Path::new("/etc"))
+            .unwrap();
+        assert_eq!(node.kind, repo_core::NodeKind::Dir);
+        let passwd = fx
+            .repo()
+            .node_at(&snap.meta.tree, Path::new("/etc/passwd"))
+            .unwrap();
+        assert_eq!(
+            fx.repo()
+                .read_file_at(&passwd, 0, passwd.size as usize)
+                .unwrap(),
+            fs::read("/etc/passwd").unwrap()
+        );
     }
 }

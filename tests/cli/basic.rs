@@ -2,7 +2,8 @@
 //! JSON output, dry runs.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -359,4 +360,52 @@ fn restore_as_of_picks_the_newest_snapshot_at_or_before_the_time() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     let _ = one_error_line(&out.stderr);
+}
+
+/// The type (`file`, `dir`, `symlink`, ...) of the node at `path` in the latest snapshot.
+fn latest_type(env: &Env, path: &Path) -> Option<String> {
+    let out = env.run(&["ls", "latest", arg(path), "--json"]);
+    if out.status.code() != Some(0) {
+        return None;
+    }
+    json_lines(&out.stdout)
+        .iter()
+        .find(|v| v["message_type"] == "node" && v["path"] == arg(path))
+        .and_then(|v| Some(v["type"].as_str()?.to_string()))
+}
+
+/// As tar and restic do, symlinks in the directories above a backup path are resolved: with
+/// `lib -> usr/lib` (merged /usr), `backup .../lib/os-release` stores
+/// `.../usr/lib/os-release`. A named symlink is stored as the symlink, unless the path ends
+/// with a slash (`backup .../run/`, as `ls -l /var/run/`): then its directory is backed up.
+#[test]
+fn backup_resolves_symlinks_in_the_directories_above_each_path() {
+    let env = Env::new();
+    let base = fs::canonicalize(env.path("")).unwrap();
+    fs::create_dir_all(base.join("usr/lib/run")).unwrap();
+    fs::write(base.join("usr/lib/os-release"), "NAME=test\n").unwrap();
+    fs::write(base.join("usr/lib/run/pid"), "1\n").unwrap();
+    symlink("usr/lib", base.join("lib")).unwrap();
+    symlink("usr/lib/run", base.join("run")).unwrap();
+    env.init();
+
+    let _ = env.ok(&["backup", arg(&base.join("lib/os-release"))]);
+    assert_eq!(
+        latest_type(&env, &base.join("usr/lib/os-release")).as_deref(),
+        Some("file")
+    );
+
+    let _ = env.ok(&["backup", arg(&base.join("run"))]);
+    assert_eq!(
+        latest_type(&env, &base.join("run")).as_deref(),
+        Some("symlink")
+    );
+
+    let slashed = format!("{}/", base.join("run").display());
+    let _ = env.ok(&["backup", &slashed]);
+    assert_eq!(
+        latest_type(&env, &base.join("usr/lib/run/pid")).as_deref(),
+        Some("file")
+    );
+    assert_eq!(latest_type(&env, &base.join("run")), None);
 }

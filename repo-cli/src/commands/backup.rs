@@ -20,7 +20,10 @@ use crate::{output, time, EXIT_OK, EXIT_PARTIAL};
 /// Flags of `cairn backup`.
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// Files and directories to back up.
+    /// Files and directories to back up. Symlinks in the directories above each path are
+    /// resolved and the snapshot records the resolved path (with /lib -> usr/lib,
+    /// /lib/os-release is stored as /usr/lib/os-release); a path naming a symlink stores the
+    /// symlink, unless it ends with a slash (/var/run/ backs up the directory it points to).
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<PathBuf>,
     /// Exclude entries matching a glob (`*` within a name, `**` across directories;
