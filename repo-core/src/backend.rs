@@ -12,6 +12,7 @@ mod local;
 mod memory;
 mod retry;
 
+pub(crate) use local::open_regular;
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
 pub use retry::RetryBackend;

@@ -1,0 +1,250 @@
+//! Repository and cache files an attacker (or a broken disk) controls (issue 9, items 5 and 6):
+//! lock files with names and bodies that are not locks, FIFOs and symlinks to `/dev/zero` in
+//! place of repository and cache files, lock waits that overflow the clock, locks dated in the
+//! future and temporary files that a killed backup leaves. Each one gets a clear error or
+//! warning, never a panic or a hang.
+
+#[path = "support/fixture.rs"]
+mod fixture;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fixture::{ctx, random_bytes, secret, write, Fixture};
+use repo_core::{
+    Backend, BlobType, FileType, Id, IndexId, KeyId, LocalBackend, OpenOptions, Repository,
+    RestoreOptions,
+};
+
+/// How long an operation on a hostile file may take before the test calls it a hang.
+const HANG: Duration = Duration::from_secs(30);
+
+/// Runs `f` on another thread and returns its result, failing the test when it has not
+/// finished within [`HANG`] (a read blocked on a FIFO never would).
+fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let _ = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(HANG)
+        .unwrap_or_else(|_| panic!("{what} did not finish within {HANG:?}: it hangs"))
+}
+
+/// The two things put in place of a repository file: a FIFO, and a symlink to `/dev/zero`.
+#[derive(Debug, Clone, Copy)]
+enum Hostile {
+    Fifo,
+    DevZero,
+}
+
+const HOSTILE: [Hostile; 2] = [Hostile::Fifo, Hostile::DevZero];
+
+/// Replaces the file at `path` by `what`.
+fn replace(path: &Path, what: Hostile) {
+    fs::remove_file(path).unwrap_or_else(|e| panic!("remove {}: {e}", path.display()));
+    match what {
+        Hostile::Fifo => nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display())),
+        Hostile::DevZero => std::os::unix::fs::symlink("/dev/zero", path)
+            .unwrap_or_else(|e| panic!("symlink {}: {e}", path.display())),
+    }
+}
+
+/// Asserts that `err` names `path` and says that it is not a regular file.
+fn assert_not_regular(err: &repo_core::Error, path: &Path, what: Hostile) {
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&path.display().to_string()),
+        "{what:?}: the error names {}: {msg}",
+        path.display()
+    );
+    assert!(
+        msg.contains("not a regular file"),
+        "{what:?}: the error says why: {msg}"
+    );
+    assert!(!err.is_transient(), "{what:?}: not worth a retry: {err:?}");
+}
+
+/// A local repository with one snapshot of a few files over several data packs.
+fn local_repo(root: &Path) -> (Fixture, repo_core::Snapshot) {
+    let mut fx = Fixture::local(&root.join("repo"));
+    write(&root.join("src/a.bin"), &random_bytes(1, 1_300_000));
+    write(&root.join("src/b.bin"), &random_bytes(2, 1_300_000));
+    write(&root.join("src/small.txt"), b"small");
+    let (_, snapshot) = fx.backup_dir(&root.join("src"));
+    (fx, snapshot)
+}
+
+fn pack_path(repo: &Path, name: &str) -> PathBuf {
+    repo.join("data").join(&name[..2]).join(name)
+}
+
+fn only_name(repo: &Path, dir: &str) -> String {
+    let mut names: Vec<String> = fs::read_dir(repo.join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(names.len(), 1, "{dir}: {names:?}");
+    names.pop().unwrap()
+}
+
+#[test]
+fn a_pack_replaced_by_a_fifo_or_a_symlink_to_dev_zero_is_refused_by_restore() {
+    for what in HOSTILE {
+        let tmp = tempfile::tempdir().unwrap();
+        let (fx, snapshot) = local_repo(tmp.path());
+        let repo_dir = tmp.path().join("repo");
+        let (_, _, loc) = fx
+            .repo()
+            .index()
+            .iter()
+            .find(|(t, _, _)| *t == BlobType::Data)
+            .unwrap();
+        let path = pack_path(&repo_dir, &loc.pack.to_hex());
+        replace(&path, what);
+
+        let repo = Arc::new(fx.open(&secret()).unwrap());
+        let target = tmp.path().join("target");
+        let err = within("restore", move || {
+            let plan = repo.plan_restore(&ctx(), &snapshot, &RestoreOptions::default())?;
+            repo.restore(&ctx(), &plan, &target).map(|_| ())
+        })
+        .unwrap_err();
+        assert_not_regular(&err, &path, what);
+
+        // The backend refuses it whole and by range.
+        let backend = LocalBackend::new(&repo_dir);
+        let name = loc.pack.to_hex();
+        let err = within("read", {
+            let b = backend.clone();
+            let n = name.clone();
+            move || b.read(FileType::Pack, &n)
+        })
+        .unwrap_err();
+        assert_not_regular(&err, &path, what);
+        let err = within("read_range", move || {
+            backend.read_range(FileType::Pack, &name, 0, 16)
+        })
+        .unwrap_err();
+        assert_not_regular(&err, &path, what);
+    }
+}
+
+#[test]
+fn config_key_index_and_snapshot_files_that_are_not_regular_files_are_refused() {
+    for what in HOSTILE {
+        let tmp = tempfile::tempdir().unwrap();
+        let (fx, snapshot) = local_repo(tmp.path());
+        let repo_dir = tmp.path().join("repo");
+        let repo = Arc::new(fx.open(&secret()).unwrap());
+
+        // A snapshot, an index file and a key file, each read by name through the library.
+        let path = repo_dir.join("snapshots").join(snapshot.id.to_hex());
+        replace(&path, what);
+        let err = within("load_snapshot", {
+            let repo = Arc::clone(&repo);
+            let id = snapshot.id;
+            move || repo.load_snapshot(&id).map(|_| ())
+        })
+        .unwrap_err();
+        assert_not_regular(&err, &path, what);
+
+        let index = only_name(&repo_dir, "index");
+        let path = repo_dir.join("index").join(&index);
+        replace(&path, what);
+        let err = within("load_index_file", {
+            let repo = Arc::clone(&repo);
+            let id = IndexId(Id::from_hex(&index).unwrap());
+            move || repo.load_index_file(&id).map(|_| ())
+        })
+        .unwrap_err();
+        assert_not_regular(&err, &path, what);
+
+        let key = only_name(&repo_dir, "keys");
+        let path = repo_dir.join("keys").join(&key);
+        replace(&path, what);
+        let err = within("load_key_header", {
+            let repo = Arc::clone(&repo);
+            let id = KeyId(Id::from_hex(&key).unwrap());
+            move || repo.load_key_header(&id).map(|_| ())
+        })
+        .unwrap_err();
+        assert_not_regular(&err, &path, what);
+
+        // The config, read when the repository is opened.
+        let path = repo_dir.join("config");
+        replace(&path, what);
+        let err = within("open", {
+            let dir = repo_dir.clone();
+            move || {
+                Repository::open(
+                    Arc::new(LocalBackend::new(dir)),
+                    &secret(),
+                    &OpenOptions::default(),
+                )
+                .map(|_| ())
+            }
+        })
+        .unwrap_err();
+        assert_not_regular(&err, &path, what);
+        let backend = LocalBackend::new(&repo_dir);
+        let err = backend.size(FileType::Config, "config").unwrap_err();
+        assert_not_regular(&err, &path, what);
+    }
+}
+
+#[test]
+fn cached_files_that_are_not_regular_files_are_not_read() {
+    for what in HOSTILE {
+        let tmp = tempfile::tempdir().unwrap();
+        let (fx, snapshot) = local_repo(tmp.path());
+        let repo_dir = tmp.path().join("repo");
+        let cache = tmp.path().join("cache");
+        let mut opts = OpenOptions::default();
+        opts.cache_dir = Some(cache.clone());
+        let open = {
+            let (dir, opts) = (repo_dir.clone(), opts.clone());
+            move || {
+                Repository::open(Arc::new(LocalBackend::new(&dir)), &secret(), &opts)
+                    .and_then(|r| r.into_indexed(&ctx()))
+            }
+        };
+        // Fill the cache: index files, the snapshot, and the tree pack (read by a listing).
+        {
+            let repo = open().unwrap();
+            let _ = repo.load_snapshot(&snapshot.id).unwrap();
+            repo.walk_tree(&snapshot.meta.tree, Path::new("/"), &mut |_| Ok(true))
+                .unwrap();
+        }
+        drop(fx);
+        let repo_cache = cache.join(hex::encode(open().unwrap().config().repo_id));
+        let mut replaced = 0;
+        for sub in ["index", "snapshots", "data"] {
+            for entry in fs::read_dir(repo_cache.join(sub)).unwrap() {
+                replace(&entry.unwrap().path(), what);
+                replaced += 1;
+            }
+        }
+        assert!(replaced >= 3, "the cache held {replaced} files");
+
+        // Every read falls back to the repository, and works.
+        let open_again = open.clone();
+        let listed = within("cached read", move || {
+            let open = open_again;
+            let repo = open()?;
+            let snap = repo.load_snapshot(&snapshot.id)?;
+            let mut n = 0;
+            repo.walk_tree(&snap.meta.tree, Path::new("/"), &mut |_| {
+                n += 1;
+                Ok(true)
+            })?;
+            Ok::<_, repo_core::Error>(n)
+        })
+        .unwrap_or_else(|e| panic!("{what:?}: {e}"));
+        assert!(listed >= 3, "{listed} entries");
+    }
+}
