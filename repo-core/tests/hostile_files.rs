@@ -14,9 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fixture::{ctx, random_bytes, secret, write, Fixture};
+use repo_core::format::envelope::{self, ObjectType};
+use repo_core::format::lock::LockFile;
+use repo_core::lock::{list_locks, remove_locks, FoundLock};
 use repo_core::{
-    Backend, BlobType, FileType, Id, IndexId, KeyId, LocalBackend, OpenOptions, Repository,
-    RestoreOptions,
+    Backend, BackupOptions, BlobType, ErrorKind, FileType, Id, IndexId, KeyId, LocalBackend,
+    LockMode, OpenOptions, Repository, RestoreOptions,
 };
 
 /// How long an operation on a hostile file may take before the test calls it a hang.
@@ -247,4 +250,147 @@ fn cached_files_that_are_not_regular_files_are_not_read() {
         .unwrap_or_else(|e| panic!("{what:?}: {e}"));
         assert!(listed >= 3, "{listed} entries");
     }
+}
+
+/// Writes a lock file with the given name and bytes, as a broken or hostile writer would.
+fn plant_raw_lock(repo_dir: &Path, name: &str, bytes: &[u8]) {
+    fs::write(repo_dir.join("locks").join(name), bytes).unwrap();
+}
+
+#[test]
+fn a_lock_with_a_name_or_body_that_does_not_parse_is_an_unreadable_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut fx, snapshot) = local_repo(tmp.path());
+    let repo_dir = tmp.path().join("repo");
+    // A name whose 8th byte is inside a character, and garbage of a hex name.
+    for (name, body) in [
+        ("aaaaaaaé", &b"not a lock"[..]),
+        ("é", b""),
+        (&"ab".repeat(32)[..], &random_bytes(9, 100)[..]),
+    ] {
+        plant_raw_lock(&repo_dir, name, body);
+        let shown = if name.len() == 64 { &name[..8] } else { name };
+
+        let err = fx
+            .backup_with(
+                &ctx(),
+                &[&tmp.path().join("src")],
+                &BackupOptions::default(),
+            )
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("unreadable lock"), "{msg}");
+        assert!(msg.contains(shown), "names the lock {name:?}: {msg}");
+        assert!(msg.contains("cairn unlock --remove-all"), "{msg}");
+
+        let err = fx
+            .repo()
+            .check(&ctx(), &repo_core::CheckOptions::default())
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+        let err = fx
+            .restore(&snapshot, &RestoreOptions::default(), &tmp.path().join("t"))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+
+        let key = fx.repo().master_key().clone();
+        let found = list_locks(fx.backend.as_ref(), &key).unwrap();
+        assert_eq!(found.len(), 1);
+        assert!(found[0].lock.is_none());
+        assert!(
+            found[0].describe().contains(shown),
+            "{}",
+            found[0].describe()
+        );
+        // Not stale: only an explicit removal of all locks clears it, and it does.
+        assert_eq!(remove_locks(fx.backend.as_ref(), &key, false).unwrap(), 0);
+        assert_eq!(remove_locks(fx.backend.as_ref(), &key, true).unwrap(), 1);
+        assert!(fx.backend.list(FileType::Lock).unwrap().is_empty());
+        let _ = fx.backup_dir(&tmp.path().join("src"));
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+}
+
+fn plant_lock(fx: &Fixture, lock: &LockFile) -> String {
+    let key = fx.repo().master_key();
+    let sealed = envelope::seal(key, ObjectType::Lock, b"", &lock.to_plaintext().unwrap()).unwrap();
+    let name = Id::hash(&sealed).to_hex();
+    fx.backend.write(FileType::Lock, &name, &sealed).unwrap();
+    name
+}
+
+#[test]
+fn a_lock_dated_in_the_future_says_so_and_far_future_ones_are_suspicious() {
+    let lock = |ahead_ns: i64| FoundLock {
+        name: "ab".repeat(32),
+        lock: Some(LockFile {
+            exclusive: true,
+            hostname: "elsewhere.example".into(),
+            username: "mallory".into(),
+            pid: 4242,
+            time_ns: now_ns().saturating_add(ahead_ns),
+            operation: "prune".into(),
+        }),
+    };
+    // 228 years ahead, as in the report.
+    let far = lock(7_203_844_395 * 1_000_000_000).describe();
+    assert!(!far.contains('-'), "no negative age: {far}");
+    assert!(far.contains("in the future"), "{far}");
+    assert!(far.contains("suspicious"), "{far}");
+    assert!(far.contains("years"), "{far}");
+    // A clock a little ahead is named, without alarm.
+    let near = lock(90 * 1_000_000_000).describe();
+    assert!(
+        near.contains("in the future") && !near.contains("suspicious"),
+        "{near}"
+    );
+    // Past locks read as before.
+    let past = lock(-5 * 1_000_000_000).describe();
+    assert!(past.contains("refreshed 5s ago"), "{past}");
+
+    let mut fx = Fixture::memory();
+    let _ = plant_lock(&fx, lock(i64::MAX / 2).lock.as_ref().unwrap());
+    let tmp = tempfile::tempdir().unwrap();
+    write(&tmp.path().join("src/f"), b"x");
+    let err = fx
+        .backup_with(
+            &ctx(),
+            &[&tmp.path().join("src")],
+            &BackupOptions::default(),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Locked);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("in the future") && msg.contains("suspicious"),
+        "{msg}"
+    );
+    assert!(msg.contains("cairn unlock --remove-all"), "{msg}");
+}
+
+#[test]
+fn a_lock_wait_beyond_the_clock_is_invalid_input_not_a_panic() {
+    let fx = Fixture::memory();
+    for wait in [Duration::MAX, Duration::from_secs(u64::MAX / 2)] {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            fx.repo().lock(LockMode::Shared, "backup", wait).map(|_| ())
+        }));
+        let err = r
+            .unwrap_or_else(|_| panic!("lock_wait {wait:?} panics"))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains("lock wait"), "{err}");
+    }
+    // The longest wait accepted still works (nothing conflicts, so it returns at once).
+    let _g = fx
+        .repo()
+        .lock(LockMode::Shared, "backup", repo_core::lock::MAX_LOCK_WAIT)
+        .unwrap();
 }

@@ -6,9 +6,14 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::{arg, one_error_line, text, write_sample_tree, Env};
+use repo_core::format::envelope::{self, ObjectType};
+use repo_core::format::lock::LockFile;
+use repo_core::{FileType, Id, LocalBackend, OpenOptions, Repository, Secret};
+
+use crate::support::{arg, json_lines, one_error_line, text, write_sample_tree, Env, PASSWORD};
 
 /// A command that would hang on a bug is killed (and the test failed) after this.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -28,6 +33,34 @@ fn failed(out: &std::process::Output, code: i32) -> String {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
     one_error_line(&out.stderr)
+}
+
+#[test]
+fn a_lock_named_with_a_cut_character_is_an_unreadable_lock_that_unlock_remove_all_clears() {
+    let env = backed_up();
+    fs::write(env.repo.join("locks/aaaaaaaé"), b"not a lock").unwrap();
+    let target = env.path("target");
+    for args in [
+        vec!["backup", arg(&env.path("src"))],
+        vec!["restore", "latest", "--target", arg(&target)],
+        vec!["check"],
+    ] {
+        let line = failed(&env.run(&args), 11);
+        assert!(line.contains("unreadable lock"), "{args:?}: {line}");
+        assert!(
+            line.contains("aaaaaaaé"),
+            "{args:?}: the lock is named: {line}"
+        );
+        assert!(line.contains("cairn unlock --remove-all"), "{line}");
+    }
+    // Plain unlock removes stale locks only; an unreadable one is not stale.
+    let out = env.ok(&["unlock", "--json"]);
+    assert_eq!(json_lines(&out.stdout)[0]["removed"], 0);
+    assert!(env.repo.join("locks/aaaaaaaé").exists());
+    let out = env.ok(&["unlock", "--remove-all", "--json"]);
+    assert_eq!(json_lines(&out.stdout)[0]["removed"], 1);
+    assert!(!env.repo.join("locks/aaaaaaaé").exists());
+    let _ = env.ok(&["backup", "-q", arg(&env.path("src"))]);
 }
 
 /// The largest pack in the repository (a data pack).
@@ -80,4 +113,65 @@ fn a_config_that_is_a_fifo_or_a_symlink_to_dev_zero_is_named_not_read() {
         assert!(line.contains(arg(&config)), "names the file: {line}");
         assert!(line.contains("not a regular file"), "{line}");
     }
+}
+
+#[test]
+fn a_lock_wait_past_the_clock_is_a_usage_error() {
+    let env = backed_up();
+    for wait in ["18446744073709551615s", "300000000000years"] {
+        for cmd in [
+            vec!["--lock-wait", wait, "backup", "-q"],
+            vec!["--lock-wait", wait, "check"],
+        ] {
+            let mut args = cmd.clone();
+            let src = env.path("src");
+            if cmd[2] == "backup" {
+                args.push(arg(&src));
+            }
+            let out = env.run(&args);
+            let stderr = text(&out.stderr);
+            assert!(!stderr.contains("panicked"), "{stderr}");
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(stderr.contains("--lock-wait"), "{stderr}");
+        }
+    }
+    assert_eq!(env.snapshots().len(), 1);
+}
+
+#[test]
+fn a_lock_dated_far_in_the_future_is_called_suspicious_with_the_way_out() {
+    let env = backed_up();
+    let repo = Repository::open(
+        Arc::new(LocalBackend::new(&env.repo)),
+        &Secret::password(PASSWORD),
+        &OpenOptions::default(),
+    )
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let lock = LockFile {
+        exclusive: true,
+        hostname: "elsewhere.example".into(),
+        username: "mallory".into(),
+        pid: 4242,
+        time_ns: now + 7_203_844_395 * 1_000_000_000,
+        operation: "prune".into(),
+    };
+    let sealed = envelope::seal(
+        repo.master_key(),
+        ObjectType::Lock,
+        b"",
+        &lock.to_plaintext().unwrap(),
+    )
+    .unwrap();
+    repo.backend()
+        .write(FileType::Lock, &Id::hash(&sealed).to_hex(), &sealed)
+        .unwrap();
+    let line = failed(&env.run(&["backup", arg(&env.path("src"))]), 11);
+    assert!(!line.contains("-7203844395"), "{line}");
+    assert!(line.contains("in the future"), "{line}");
+    assert!(line.contains("suspicious"), "{line}");
+    assert!(line.contains("cairn unlock --remove-all"), "{line}");
 }

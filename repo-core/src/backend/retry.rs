@@ -45,7 +45,7 @@ impl RetryBackend {
             match op() {
                 Err(e) if e.is_transient() && attempt < self.attempts => {
                     std::thread::sleep(delay);
-                    delay *= 3;
+                    delay = delay.saturating_mul(3);
                     attempt += 1;
                 }
                 Err(e) if e.is_transient() => {
