@@ -394,3 +394,23 @@ fn a_lock_wait_beyond_the_clock_is_invalid_input_not_a_panic() {
         .lock(LockMode::Shared, "backup", repo_core::lock::MAX_LOCK_WAIT)
         .unwrap();
 }
+
+#[test]
+fn check_names_temporary_files_of_interrupted_writes_as_warnings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (fx, _) = local_repo(tmp.path());
+    let repo_dir = tmp.path().join("repo");
+    let leftovers = [
+        format!("data/ab/.tmp-{}-0123456789abcdef", "ab".repeat(32)),
+        format!("index/.tmp-{}-fedcba9876543210", "cd".repeat(32)),
+        ".tmp-config-00112233445566778".to_string(),
+    ];
+    for rel in &leftovers {
+        write(&repo_dir.join(rel), b"half a pack");
+    }
+    let report = fx.check(false);
+    assert!(report.is_clean(), "not damage: {:?}", report.problems);
+    let mut expected: Vec<String> = leftovers.to_vec();
+    expected.sort();
+    assert_eq!(report.temporary_files, expected);
+}

@@ -13,7 +13,9 @@ use repo_core::format::envelope::{self, ObjectType};
 use repo_core::format::lock::LockFile;
 use repo_core::{FileType, Id, LocalBackend, OpenOptions, Repository, Secret};
 
-use crate::support::{arg, json_lines, one_error_line, text, write_sample_tree, Env, PASSWORD};
+use crate::support::{
+    arg, json_lines, one_error_line, summary, text, write_sample_tree, Env, PASSWORD,
+};
 
 /// A command that would hang on a bug is killed (and the test failed) after this.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -174,4 +176,31 @@ fn a_lock_dated_far_in_the_future_is_called_suspicious_with_the_way_out() {
     assert!(line.contains("in the future"), "{line}");
     assert!(line.contains("suspicious"), "{line}");
     assert!(line.contains("cairn unlock --remove-all"), "{line}");
+}
+
+#[test]
+fn check_warns_about_temporary_files_that_a_killed_backup_left() {
+    let env = backed_up();
+    let rel = format!("data/ab/.tmp-{}-0123456789abcdef", "ab".repeat(32));
+    let leftover = env.repo.join(&rel);
+    fs::write(&leftover, b"half a pack").unwrap();
+    let out = env.ok(&["check"]);
+    let stdout = text(&out.stdout);
+    let warning = stdout
+        .lines()
+        .find(|l| l.starts_with("warning:"))
+        .unwrap_or_else(|| panic!("no warning: {stdout}"));
+    assert!(
+        warning.contains(arg(&leftover)),
+        "the exact path: {warning}"
+    );
+    assert!(warning.contains("rm "), "how to remove it: {warning}");
+    assert!(stdout.contains("no problems found"), "not damage: {stdout}");
+    // Quiet still warns; JSON lists it.
+    let out = env.ok(&["check", "-q"]);
+    assert!(text(&out.stdout).contains(arg(&leftover)));
+    let out = env.ok(&["check", "--json"]);
+    let s = summary(&out);
+    assert_eq!(s["temporary_files"], serde_json::json!([rel]), "{s}");
+    assert!(leftover.exists(), "check removes nothing");
 }

@@ -314,6 +314,59 @@ impl Backend for LocalBackend {
             Err(e) => Err(io_err(format!("delete {}", path.display()), e)),
         }
     }
+
+    /// The `.tmp-*` entries (anything but directories) in the repository directory, `keys/`,
+    /// `snapshots/`, `index/`, `locks/` and `data/<xx>/`: where [`LocalBackend::write`] puts its
+    /// temporary files. Names that are not UTF-8 are not cairn's and are left out.
+    fn temporary_files(&self) -> Result<Vec<String>> {
+        let mut dirs: Vec<String> = vec![String::new()];
+        for t in [
+            FileType::Key,
+            FileType::Snapshot,
+            FileType::Index,
+            FileType::Lock,
+        ] {
+            dirs.push(t.dir().to_string());
+        }
+        let data = self.root.join("data");
+        match fs::read_dir(&data) {
+            Ok(subdirs) => {
+                for sub in subdirs {
+                    let sub = sub.map_err(|e| io_err(format!("list {}", data.display()), e))?;
+                    if sub.file_type().is_ok_and(|t| t.is_dir()) {
+                        if let Some(name) = sub.file_name().to_str() {
+                            dirs.push(format!("data/{name}"));
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == IoKind::NotFound => {}
+            Err(e) => return Err(io_err(format!("list {}", data.display()), e)),
+        }
+        let mut out = Vec::new();
+        for rel in dirs {
+            let dir = self.root.join(&rel);
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == IoKind::NotFound => continue,
+                Err(e) => return Err(io_err(format!("list {}", dir.display()), e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| io_err(format!("list {}", dir.display()), e))?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if name.starts_with(TMP_PREFIX) && !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    out.push(if rel.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{rel}/{name}")
+                    });
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
 }
 
 impl LocalBackend {

@@ -101,6 +101,10 @@ impl Backend for RetryBackend {
     fn delete(&self, file_type: FileType, name: &str) -> Result<()> {
         self.retry(|| self.inner.delete(file_type, name))
     }
+
+    fn temporary_files(&self) -> Result<Vec<String>> {
+        self.retry(|| self.inner.temporary_files())
+    }
 }
 
 #[cfg(test)]
