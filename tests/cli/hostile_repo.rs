@@ -204,3 +204,23 @@ fn check_warns_about_temporary_files_that_a_killed_backup_left() {
     assert_eq!(s["temporary_files"], serde_json::json!([rel]), "{s}");
     assert!(leftover.exists(), "check removes nothing");
 }
+
+#[test]
+fn init_refuses_a_password_that_a_password_file_could_not_carry() {
+    for password in ["first\nsecond", "trailing\n", "carriage\r"] {
+        let env = Env::new();
+        let out = env
+            .cairn()
+            .env("CAIRN_PASSWORD", password)
+            .args(["init", "--insecure-kdf"])
+            .output()
+            .unwrap();
+        let line = failed(&out, 1);
+        assert!(
+            line.contains("newline") || line.contains("carriage return"),
+            "{line}"
+        );
+        assert!(line.contains("password"), "{line}");
+        assert!(!env.repo.join("config").exists(), "nothing created");
+    }
+}
