@@ -178,6 +178,26 @@ fn config_key_index_and_snapshot_files_that_are_not_regular_files_are_refused() 
         .unwrap_err();
         assert_not_regular(&err, &path, what);
 
+        // A lock file: refused when read by name; listings, and so lock checks, skip it.
+        let name = "ef".repeat(32);
+        let path = repo_dir.join("locks").join(&name);
+        fs::write(&path, b"x").unwrap();
+        replace(&path, what);
+        let err = within("read lock", {
+            let dir = repo_dir.clone();
+            move || LocalBackend::new(dir).read(FileType::Lock, &name)
+        })
+        .unwrap_err();
+        assert_not_regular(&err, &path, what);
+        let guard = within("lock", {
+            let repo = Arc::clone(&repo);
+            move || {
+                repo.lock(repo_core::LockMode::Exclusive, "prune", Duration::ZERO)
+                    .map(|_| ())
+            }
+        });
+        assert!(guard.is_ok(), "{what:?}: {guard:?}");
+
         // The config, read when the repository is opened.
         let path = repo_dir.join("config");
         replace(&path, what);
