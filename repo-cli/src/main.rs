@@ -139,7 +139,7 @@ pub struct GlobalArgs {
     /// Print only errors and warnings (and, with --json, the final result).
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// How long to wait for a conflicting lock, e.g. 30s or 5m.
+    /// How long to wait for a conflicting lock, e.g. 30s or 5m (at most 36500 days).
     #[arg(
         long,
         global = true,
