@@ -139,13 +139,13 @@ pub struct GlobalArgs {
     /// Print only errors and warnings (and, with --json, the final result).
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// How long to wait for a conflicting lock, e.g. 30s or 5m.
+    /// How long to wait for a conflicting lock, e.g. 30s or 5m (at most 36500 days).
     #[arg(
         long,
         global = true,
         value_name = "DURATION",
         default_value = "0s",
-        value_parser = humantime::parse_duration
+        value_parser = parse_lock_wait
     )]
     pub lock_wait: Duration,
     /// Hidden, tests only: `init` uses minimal key-derivation costs. Never use for real data.
@@ -177,6 +177,19 @@ enum Command {
     Find(commands::find::FindArgs),
     /// Remove stale locks (or all locks with --remove-all).
     Unlock(commands::unlock::UnlockArgs),
+}
+
+/// Parses `--lock-wait`: a humantime duration of at most [`repo_core::lock::MAX_LOCK_WAIT`]
+/// (longer ones overflow the clock; clap turns the error into a usage error, exit 2).
+fn parse_lock_wait(s: &str) -> Result<Duration, String> {
+    let wait = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if wait > repo_core::lock::MAX_LOCK_WAIT {
+        return Err(format!(
+            "longer than the longest lock wait, {} days",
+            repo_core::lock::MAX_LOCK_WAIT.as_secs() / 86_400
+        ));
+    }
+    Ok(wait)
 }
 
 /// An outcome that is not a `repo_core::Error` but has its own exit code.
@@ -339,6 +352,20 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn lock_waits_past_the_limit_are_refused() {
+        assert_eq!(parse_lock_wait("5m").unwrap(), Duration::from_secs(300));
+        let max = repo_core::lock::MAX_LOCK_WAIT.as_secs();
+        assert!(parse_lock_wait(&format!("{max}s")).is_ok());
+        for bad in [
+            format!("{}s", max + 1),
+            "18446744073709551615s".to_string(),
+            "x".to_string(),
+        ] {
+            assert!(parse_lock_wait(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -43,10 +43,32 @@ pub fn read(global: &GlobalArgs, purpose: Purpose) -> Result<Secret> {
             None => return prompt(purpose),
         },
     };
-    if purpose == Purpose::Create && password.is_empty() {
-        bail!("an empty password is not allowed for a new repository");
+    if purpose == Purpose::Create {
+        if password.is_empty() {
+            bail!("an empty password is not allowed for a new repository");
+        }
+        check_new_password(&password)?;
     }
     Ok(Secret::password(password))
+}
+
+/// Refuses a new password that `--password-file` and `--password-command` could never give
+/// back: they use the first line only and strip a `\r` before its end, so a password with a
+/// newline, or one ending in a carriage return, would lock its owner out of every way but one.
+fn check_new_password(password: &[u8]) -> Result<()> {
+    if password.contains(&b'\n') {
+        bail!(
+            "the password contains a newline, which --password-file and --password-command cannot \
+             pass on (they read one line); nothing was created: choose a password without line breaks"
+        );
+    }
+    if password.last() == Some(&b'\r') {
+        bail!(
+            "the password ends with a carriage return, which --password-file and \
+             --password-command strip; nothing was created: choose a password without it"
+        );
+    }
+    Ok(())
 }
 
 fn first_line(mut bytes: Vec<u8>) -> Vec<u8> {
@@ -90,6 +112,7 @@ fn prompt(purpose: Purpose) -> Result<Secret> {
             if first.is_empty() {
                 bail!("an empty password is not allowed for a new repository");
             }
+            check_new_password(first.as_bytes())?;
             let second = zeroize::Zeroizing::new(ask("enter password again: ")?);
             if first != *second {
                 bail!("the passwords do not match; nothing was created");
@@ -109,5 +132,20 @@ mod tests {
         assert_eq!(first_line(b"secret\r\n".to_vec()), b"secret");
         assert_eq!(first_line(b"secret".to_vec()), b"secret");
         assert_eq!(first_line(Vec::new()), b"");
+    }
+
+    #[test]
+    fn new_passwords_that_no_password_file_can_carry_are_refused() {
+        for bad in [&b"a\nb"[..], b"a\n", b"\n", b"a\r"] {
+            assert!(check_new_password(bad).is_err(), "{bad:?}");
+        }
+        for good in [&b"a"[..], b"a\rb", b"correct horse"] {
+            assert!(check_new_password(good).is_ok(), "{good:?}");
+            assert_eq!(
+                first_line(good.to_vec()),
+                good,
+                "round-trips through a file"
+            );
+        }
     }
 }

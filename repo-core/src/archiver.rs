@@ -1190,7 +1190,7 @@ fn upload(shared: &Shared<'_>, name: &str, bytes: &[u8]) -> Result<()> {
         }
         if attempt == 3 || shared.ctx.cancel.is_cancelled() {
             return Err(Error::backend(
-                format!("pack {}: storage holds {stored} of {} bytes after the upload ({attempt} attempts)", &name[..8], bytes.len()),
+                format!("pack {}: storage holds {stored} of {} bytes after the upload ({attempt} attempts)", crate::repository::short(name), bytes.len()),
                 false,
             ));
         }

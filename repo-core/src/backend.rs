@@ -12,6 +12,7 @@ mod local;
 mod memory;
 mod retry;
 
+pub(crate) use local::open_regular;
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
 pub use retry::RetryBackend;
@@ -98,4 +99,12 @@ pub trait Backend: Send + Sync {
 
     /// Removes an object; removing a missing object is not an error.
     fn delete(&self, file_type: FileType, name: &str) -> Result<()>;
+
+    /// Temporary files that interrupted writes left behind (a backup killed mid-upload), as
+    /// paths relative to the repository (`data/ab/.tmp-…`), sorted. They are not objects and no
+    /// listing shows them; `check` names them so that a person can remove them. Backends whose
+    /// writes leave nothing behind (object stores, memory) have none: the default.
+    fn temporary_files(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 }

@@ -7,10 +7,11 @@
 //! any time is safe.
 
 use std::fs;
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::backend::{Backend, FileType};
+use crate::backend::{open_regular, Backend, FileType};
 use crate::error::{Error, Result};
 use crate::id::Id;
 
@@ -46,8 +47,14 @@ impl Cache {
     }
 
     /// A cached file, if present.
+    ///
+    /// Only a regular file is read ([`crate::backend::open_regular`]): a FIFO or a symlink in the
+    /// cache is a miss, never a read that blocks or never ends.
     pub fn get(&self, file_type: FileType, name: &str) -> Option<Vec<u8>> {
-        fs::read(self.path(file_type, name)?).ok()
+        let mut file = open_regular(&self.path(file_type, name)?).ok()?;
+        let mut bytes = Vec::new();
+        let _ = file.read_to_end(&mut bytes).ok()?;
+        Some(bytes)
     }
 
     /// Stores a file (best effort: a cache that cannot be written is simply not used).
@@ -85,7 +92,7 @@ impl Cache {
         // Only the range is read from a cached pack: tree packs hold thousands of trees, and
         // reading the whole file for each of them made listing a deep tree quadratic.
         if let Some(path) = self.path(FileType::Pack, name) {
-            if let Ok(file) = fs::File::open(&path) {
+            if let Ok(file) = open_regular(&path) {
                 let mut buf = vec![0u8; len as usize];
                 if file.read_exact_at(&mut buf, u64::from(offset)).is_ok() {
                     return Ok(buf);
@@ -99,7 +106,7 @@ impl Cache {
         slice(&bytes).ok_or_else(|| {
             Error::corrupt(
                 crate::CorruptionKind::Truncated,
-                format!("pack {}", &name[..8.min(name.len())]),
+                format!("pack {}", crate::repository::short(name)),
                 "shorter than the index says",
             )
         })

@@ -111,6 +111,10 @@ pub struct CheckReport {
     pub problems: Vec<Problem>,
     /// Packs that no index lists (left by interrupted backups; harmless).
     pub unreferenced_packs: Vec<String>,
+    /// Temporary files of writes that never finished (a backup killed mid-upload), relative to
+    /// the repository (`data/ab/.tmp-…`): not damage, since no snapshot refers to them, so they
+    /// are warnings and not [`Problem`]s. Safe to delete when no cairn process is writing.
+    pub temporary_files: Vec<String>,
     /// Snapshots checked.
     pub snapshots: u64,
     /// Distinct trees read.
@@ -197,6 +201,7 @@ impl Repository<Indexed> {
             .cloned()
             .collect();
         report.unreferenced_packs.sort();
+        report.temporary_files = self.backend().temporary_files()?;
         report.packs = self.index().packs().len() as u64;
         report.blobs = self.index().len() as u64;
 

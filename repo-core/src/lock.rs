@@ -31,6 +31,9 @@ pub enum LockMode {
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// Age after which an unrefreshed lock is stale.
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+/// The longest wait for a conflicting lock that [`LockGuard::acquire`] accepts (100 years of
+/// 365 days): longer ones cannot be added to the clock everywhere, and mean "forever" anyway.
+pub const MAX_LOCK_WAIT: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// A held lock; released on drop.
 pub struct LockGuard {
@@ -90,24 +93,83 @@ impl FoundLock {
         }
     }
 
-    /// "exclusive lock by alice@web1 (pid 123, backup) since ..." for messages.
+    /// "an exclusive lock held by alice@web1 (pid 123, backup), refreshed 12s ago" for messages.
+    ///
+    /// A lock whose time is ahead of this host's clock says by how much ("dated 90s in the
+    /// future"); one ahead by more than [`STALE_AFTER`] is called suspicious, since it will not
+    /// go stale until that time has passed. An unreadable lock is named: by its short id when
+    /// its name is one, else by its whole (escaped) file name.
     pub fn describe(&self) -> String {
         match &self.lock {
-            None => format!("lock {} (unreadable)", &self.name[..8.min(self.name.len())]),
-            Some(l) => format!(
-                "{} lock held by {}@{} (pid {}, {}), refreshed {}s ago",
-                if l.exclusive {
-                    "an exclusive"
+            None => {
+                let hex = self.name.len() == 64 && self.name.bytes().all(|b| b.is_ascii_hexdigit());
+                let name = if hex {
+                    format!("lock {}", crate::repository::short(&self.name))
                 } else {
-                    "a shared"
-                },
-                l.username,
-                l.hostname,
-                l.pid,
-                l.operation,
-                (crate::repository::now_ns().saturating_sub(l.time_ns)) / 1_000_000_000
-            ),
+                    format!("locks/{}", self.name.escape_debug())
+                };
+                format!(
+                    "an unreadable lock ({name}: damaged, not a lock, or written with another key)"
+                )
+            }
+            Some(l) => {
+                let now = crate::repository::now_ns();
+                let when = match self.ahead_secs(now) {
+                    Some(ahead) if ahead > STALE_AFTER.as_secs() => format!(
+                        "dated {} in the future, which is suspicious (a wrong clock on {}, or a forged lock): it will not go stale until then",
+                        approx_duration(ahead),
+                        l.hostname
+                    ),
+                    Some(ahead) => {
+                        format!("dated {ahead}s in the future ({}'s clock is ahead)", l.hostname)
+                    }
+                    None => format!(
+                        "refreshed {}s ago",
+                        now.saturating_sub(l.time_ns) / 1_000_000_000
+                    ),
+                };
+                format!(
+                    "{} lock held by {}@{} (pid {}, {}), {when}",
+                    if l.exclusive {
+                        "an exclusive"
+                    } else {
+                        "a shared"
+                    },
+                    l.username,
+                    l.hostname,
+                    l.pid,
+                    l.operation,
+                )
+            }
         }
+    }
+
+    /// Whole seconds by which the lock's time is ahead of `now_ns`, when it is.
+    fn ahead_secs(&self, now_ns: i64) -> Option<u64> {
+        let l = self.lock.as_ref()?;
+        let ahead = i128::from(l.time_ns) - i128::from(now_ns);
+        (ahead > 0).then(|| u64::try_from(ahead / 1_000_000_000).unwrap_or(u64::MAX))
+    }
+
+    /// Dated further ahead than [`STALE_AFTER`]: a wrong clock or a forged lock.
+    fn is_far_future(&self, now_ns: i64) -> bool {
+        self.ahead_secs(now_ns)
+            .is_some_and(|s| s > STALE_AFTER.as_secs())
+    }
+}
+
+/// A duration for people, rounded down to its largest unit: "90s", "45 minutes", "3 days".
+fn approx_duration(secs: u64) -> String {
+    const MIN: u64 = 60;
+    const HOUR: u64 = 60 * MIN;
+    const DAY: u64 = 24 * HOUR;
+    const YEAR: u64 = 365 * DAY;
+    match secs {
+        s if s >= 2 * YEAR => format!("{} years", s / YEAR),
+        s if s >= 2 * DAY => format!("{} days", s / DAY),
+        s if s >= 2 * HOUR => format!("{} hours", s / HOUR),
+        s if s >= 2 * MIN => format!("{} minutes", s / MIN),
+        s => format!("{s}s"),
     }
 }
 
@@ -120,7 +182,7 @@ pub fn list_locks(backend: &dyn Backend, key: &MasterKey) -> Result<Vec<FoundLoc
         } else {
             match backend.read(FileType::Lock, &name) {
                 Ok(bytes) => {
-                    let object = format!("lock {}", &name[..8.min(name.len())]);
+                    let object = format!("lock {}", crate::repository::short(&name));
                     envelope::open(key, ObjectType::Lock, b"", &bytes, &object)
                         .and_then(|p| LockFile::from_plaintext(&p, &object))
                         .ok()
@@ -136,12 +198,22 @@ pub fn list_locks(backend: &dyn Backend, key: &MasterKey) -> Result<Vec<FoundLoc
 }
 
 /// Removes locks: all of them (`all`), or only stale ones. Returns how many were removed.
+///
+/// Removing all locks reads none of them, so that no lock file, however damaged or hostile
+/// (an unreadable body, a name that is not an id), can survive it.
 pub fn remove_locks(backend: &dyn Backend, key: &MasterKey, all: bool) -> Result<usize> {
+    if all {
+        let names = backend.list(FileType::Lock)?;
+        for (name, _) in &names {
+            backend.delete(FileType::Lock, name)?;
+        }
+        return Ok(names.len());
+    }
     let now = crate::repository::now_ns();
     let host = hostname();
     let mut n = 0;
     for found in list_locks(backend, key)? {
-        if all || found.is_stale(now, &host) {
+        if found.is_stale(now, &host) {
             backend.delete(FileType::Lock, &found.name)?;
             n += 1;
         }
@@ -167,7 +239,16 @@ impl LockGuard {
     ) -> Result<Self> {
         let host = hostname();
         let exclusive = mode == LockMode::Exclusive;
-        let deadline = Instant::now() + wait;
+        let deadline = Some(wait)
+            .filter(|w| *w <= MAX_LOCK_WAIT)
+            .and_then(|w| Instant::now().checked_add(w))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "lock wait {}s is too long: at most {} days",
+                    wait.as_secs(),
+                    MAX_LOCK_WAIT.as_secs() / 86_400
+                ))
+            })?;
         let mut lock = LockFile {
             exclusive,
             hostname: host.clone(),
@@ -276,6 +357,9 @@ fn locked_error(other: &FoundLock) -> Error {
     // another host, is not stale: only `--remove-all` clears it.
     let hint = match &other.lock {
         None => "; nothing clears a lock that cannot be read: if no cairn process is using the repository, run `cairn unlock --remove-all`",
+        Some(_) if other.is_far_future(crate::repository::now_ns()) => {
+            "; plain `cairn unlock` will not remove it: if no cairn process is using the repository, run `cairn unlock --remove-all`"
+        }
         Some(l) if l.hostname != host => {
             "; this host cannot tell whether that process still runs: if it is gone, run `cairn unlock --remove-all`"
         }

@@ -610,9 +610,14 @@ impl Repository<Indexed> {
     }
 }
 
-/// First 8 characters of a name, for messages.
+/// At most the first 8 bytes of a name, for messages, cut at a character boundary: names come
+/// from listings of storage that anyone may have written to, and need not be hex.
 pub(crate) fn short(name: &str) -> &str {
-    name.get(..8).unwrap_or(name)
+    let mut end = name.len().min(8);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
 }
 
 pub(crate) fn type_word(file_type: FileType) -> &'static str {

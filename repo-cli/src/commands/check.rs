@@ -1,9 +1,13 @@
 //! `cairn check`: verify the repository's structure and, with `--read-data`, every stored byte.
 //!
 //! Exit 0 only when no problem was found; packs that no index lists are shown as notes (an
-//! interrupted backup leaves them, and they harm nothing).
+//! interrupted backup leaves them, and they harm nothing). Temporary files that a killed write
+//! left (`data/ab/.tmp-…`) are warnings, even with `--quiet`: they are not damage (no snapshot
+//! refers to them) and do not change the exit code, but they take space, so each is named with
+//! its path and the command that removes it.
 
 use std::io::Write;
+use std::path::Path;
 
 use anyhow::Result;
 use clap::Args;
@@ -34,6 +38,7 @@ struct SummaryJson<'a> {
 /// Runs `cairn check`.
 pub fn run(app: &App, args: &CheckArgs) -> Result<u8> {
     let progress = CliProgress::new(&app.global, true);
+    let repo_path = app.repo_path()?;
     let repo = app.open_indexed(&progress)?;
     let ctx = app.ctx(&progress);
     let mut opts = CheckOptions::default();
@@ -48,7 +53,7 @@ pub fn run(app: &App, args: &CheckArgs) -> Result<u8> {
             report: &report,
         })?;
     } else {
-        print_text(&report, args.read_data, app.global.quiet)?;
+        print_text(&report, &repo_path, args.read_data, app.global.quiet)?;
     }
     if report.is_clean() {
         Ok(EXIT_OK)
@@ -62,7 +67,7 @@ pub fn run(app: &App, args: &CheckArgs) -> Result<u8> {
     }
 }
 
-fn print_text(report: &CheckReport, read_data: bool, quiet: bool) -> Result<()> {
+fn print_text(report: &CheckReport, repo: &Path, read_data: bool, quiet: bool) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if !quiet {
         writeln!(
@@ -85,6 +90,9 @@ fn print_text(report: &CheckReport, read_data: bool, quiet: bool) -> Result<()> 
             )?;
         }
     }
+    for rel in &report.temporary_files {
+        writeln!(out, "warning: {}", temporary_file_warning(repo, rel))?;
+    }
     for p in &report.problems {
         writeln!(out, "problem: {}", describe(p))?;
     }
@@ -92,6 +100,37 @@ fn print_text(report: &CheckReport, read_data: bool, quiet: bool) -> Result<()> 
         writeln!(out, "no problems found")?;
     }
     Ok(())
+}
+
+/// The warning about one temporary file (`rel` is relative to the repository at `repo`).
+fn temporary_file_warning(repo: &Path, rel: &str) -> String {
+    let path = repo.join(rel).to_string_lossy().into_owned();
+    let (shown, how) = match shell_quote(&path) {
+        Some(quoted) => (path, format!("remove it with `rm -- {quoted}`")),
+        None => (
+            path.escape_debug().to_string(),
+            "remove it (its name holds control characters)".to_string(),
+        ),
+    };
+    format!(
+        "{shown} is a temporary file that an interrupted write left (a killed backup); no \
+         snapshot refers to it: if no cairn command is writing to the repository, {how}"
+    )
+}
+
+/// `s` quoted for a POSIX shell (single quotes, unless every character is plainly safe), or
+/// `None` when it holds control characters, which no one-line command shows faithfully.
+fn shell_quote(s: &str) -> Option<String> {
+    if s.chars().any(char::is_control) {
+        return None;
+    }
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:@%,".contains(c))
+    {
+        return Some(s.to_string());
+    }
+    Some(format!("'{}'", s.replace('\'', r"'\''")))
 }
 
 /// One line about a problem.
@@ -118,5 +157,27 @@ fn describe(p: &Problem) -> String {
             blob,
         } => format!("snapshot {snapshot}, file {path}: blob {blob} is not in the index"),
         Problem::PackData { pack, error } => format!("pack {pack}: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removal_advice_quotes_hostile_names_for_the_shell() {
+        assert_eq!(
+            shell_quote("/r/data/ab/.tmp-x-1").unwrap(),
+            "/r/data/ab/.tmp-x-1"
+        );
+        assert_eq!(
+            shell_quote("/r/.tmp-$(rm -rf ~)").unwrap(),
+            "'/r/.tmp-$(rm -rf ~)'"
+        );
+        assert_eq!(shell_quote("/r/.tmp-it's").unwrap(), r"'/r/.tmp-it'\''s'");
+        assert_eq!(shell_quote("/r/.tmp-a\nb"), None);
+        let w = temporary_file_warning(Path::new("/r"), ".tmp-a\u{1b}[2Jb");
+        assert!(!w.contains('\u{1b}'), "{w}");
+        assert!(w.contains("control characters"), "{w}");
     }
 }

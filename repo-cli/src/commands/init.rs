@@ -69,7 +69,7 @@ pub fn run(app: &App, args: &InitArgs) -> Result<u8> {
         writeln!(
             out,
             "created cairn repository {} at {}",
-            &repo_id[..10],
+            repo_id.get(..10).unwrap_or(&repo_id),
             path.display()
         )?;
         writeln!(

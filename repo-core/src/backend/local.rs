@@ -5,9 +5,15 @@
 //! worst, a `.tmp-*` file that listings ignore). A write that fails (a full file system or
 //! exhausted quota included) removes its temporary file before it returns the error, which for
 //! `ENOSPC`/`EDQUOT` is permanent and marked [`Error::is_storage_full`].
+//!
+//! Every file is read through [`open_regular`]: opened with `O_NOFOLLOW | O_NONBLOCK` and
+//! refused unless `fstat` says it is a regular file, so a FIFO, a device or a symlink (to
+//! `/dev/zero`, say) in place of a repository file is an error naming it, never a read that
+//! blocks forever or never ends.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind as IoKind, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{Backend, FileType};
@@ -55,6 +61,66 @@ impl LocalBackend {
             _ => self.dir_of(file_type, name).join(name),
         })
     }
+}
+
+/// Opens `path` for reading only when it is a regular file.
+///
+/// The last component is not followed (`O_NOFOLLOW`: a symlink is refused, whatever it points
+/// to) and the open does not wait (`O_NONBLOCK`: a FIFO without a writer opens at once, and
+/// `O_NOCTTY`: a terminal is not taken over); the opened file is then checked with `fstat`, so
+/// what is read is what was checked. Anything but a regular file is an
+/// [`std::io::ErrorKind::InvalidData`] error saying "not a regular file (a FIFO)" and the like.
+/// `O_NONBLOCK` has no effect on reads of a regular file.
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path);
+    let file = match opened {
+        Ok(f) => f,
+        // With O_NOFOLLOW, ELOOP means that the last component is a symlink.
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(match fs::symlink_metadata(path) {
+                Ok(m) => not_regular(m.file_type()),
+                Err(_) => e,
+            })
+        }
+        Err(e) => return Err(e),
+    };
+    let file_type = file.metadata()?.file_type();
+    if !file_type.is_file() {
+        return Err(not_regular(file_type));
+    }
+    Ok(file)
+}
+
+/// "not a regular file (a FIFO)": the error for a file of `file_type` where a regular one must be.
+pub(crate) fn not_regular(file_type: fs::FileType) -> std::io::Error {
+    let what = if file_type.is_symlink() {
+        "a symbolic link"
+    } else if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else {
+        "of an unknown kind"
+    };
+    std::io::Error::new(IoKind::InvalidData, format!("not a regular file ({what})"))
+}
+
+/// `path`'s length, when it is a regular file (not following a symlink).
+fn regular_len(path: &Path) -> std::io::Result<u64> {
+    let meta = fs::symlink_metadata(path)?;
+    if !meta.file_type().is_file() {
+        return Err(not_regular(meta.file_type()));
+    }
+    Ok(meta.len())
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -150,7 +216,13 @@ impl Backend for LocalBackend {
 
     fn read(&self, file_type: FileType, name: &str) -> Result<Vec<u8>> {
         let path = self.path_of(file_type, name)?;
-        fs::read(&path).map_err(|e| io_err(format!("read {}", path.display()), e))
+        let read = || -> std::io::Result<Vec<u8>> {
+            let mut f = open_regular(&path)?;
+            let mut bytes = Vec::new();
+            let _ = f.read_to_end(&mut bytes)?;
+            Ok(bytes)
+        };
+        read().map_err(|e| io_err(format!("read {}", path.display()), e))
     }
 
     fn read_range(
@@ -162,7 +234,7 @@ impl Backend for LocalBackend {
     ) -> Result<Vec<u8>> {
         let path = self.path_of(file_type, name)?;
         let ctx = || format!("read {} at {offset}+{len}", path.display());
-        let mut f = File::open(&path).map_err(|e| io_err(ctx(), e))?;
+        let mut f = open_regular(&path).map_err(|e| io_err(ctx(), e))?;
         let file_len = f.metadata().map_err(|e| io_err(ctx(), e))?.len();
         if offset
             .checked_add(u64::from(len))
@@ -206,8 +278,8 @@ impl Backend for LocalBackend {
         };
         match file_type {
             FileType::Config => {
-                if let Ok(meta) = fs::metadata(self.root.join("config")) {
-                    out.push(("config".to_string(), meta.len()));
+                if let Ok(len) = regular_len(&self.root.join("config")) {
+                    out.push(("config".to_string(), len));
                 }
             }
             FileType::Pack => {
@@ -231,9 +303,7 @@ impl Backend for LocalBackend {
 
     fn size(&self, file_type: FileType, name: &str) -> Result<u64> {
         let path = self.path_of(file_type, name)?;
-        fs::metadata(&path)
-            .map(|m| m.len())
-            .map_err(|e| io_err(format!("stat {}", path.display()), e))
+        regular_len(&path).map_err(|e| io_err(format!("stat {}", path.display()), e))
     }
 
     fn delete(&self, file_type: FileType, name: &str) -> Result<()> {
@@ -244,12 +314,68 @@ impl Backend for LocalBackend {
             Err(e) => Err(io_err(format!("delete {}", path.display()), e)),
         }
     }
+
+    /// The `.tmp-*` entries (anything but directories) in the repository directory, `keys/`,
+    /// `snapshots/`, `index/`, `locks/` and `data/<xx>/`: where [`LocalBackend::write`] puts its
+    /// temporary files. Names that are not UTF-8 are not cairn's and are left out.
+    fn temporary_files(&self) -> Result<Vec<String>> {
+        let mut dirs: Vec<String> = vec![String::new()];
+        for t in [
+            FileType::Key,
+            FileType::Snapshot,
+            FileType::Index,
+            FileType::Lock,
+        ] {
+            dirs.push(t.dir().to_string());
+        }
+        let data = self.root.join("data");
+        match fs::read_dir(&data) {
+            Ok(subdirs) => {
+                for sub in subdirs {
+                    let sub = sub.map_err(|e| io_err(format!("list {}", data.display()), e))?;
+                    if sub.file_type().is_ok_and(|t| t.is_dir()) {
+                        if let Some(name) = sub.file_name().to_str() {
+                            dirs.push(format!("data/{name}"));
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == IoKind::NotFound => {}
+            Err(e) => return Err(io_err(format!("list {}", data.display()), e)),
+        }
+        let mut out = Vec::new();
+        for rel in dirs {
+            let dir = self.root.join(&rel);
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == IoKind::NotFound => continue,
+                Err(e) => return Err(io_err(format!("list {}", dir.display()), e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| io_err(format!("list {}", dir.display()), e))?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if name.starts_with(TMP_PREFIX) && !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    out.push(if rel.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{rel}/{name}")
+                    });
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
 }
 
 impl LocalBackend {
     /// True when the directory looks like a repository (has a config).
+    ///
+    /// Any entry named `config` counts, without following it: a `config` that is not a regular
+    /// file is then refused by name when it is read, rather than reported as no repository.
     pub fn is_repository(&self) -> bool {
-        self.root.join("config").is_file()
+        fs::symlink_metadata(self.root.join("config")).is_ok()
     }
 
     /// Error kind helper for callers: whether the root exists at all.

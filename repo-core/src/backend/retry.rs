@@ -45,7 +45,7 @@ impl RetryBackend {
             match op() {
                 Err(e) if e.is_transient() && attempt < self.attempts => {
                     std::thread::sleep(delay);
-                    delay *= 3;
+                    delay = delay.saturating_mul(3);
                     attempt += 1;
                 }
                 Err(e) if e.is_transient() => {
@@ -100,6 +100,10 @@ impl Backend for RetryBackend {
 
     fn delete(&self, file_type: FileType, name: &str) -> Result<()> {
         self.retry(|| self.inner.delete(file_type, name))
+    }
+
+    fn temporary_files(&self) -> Result<Vec<String>> {
+        self.retry(|| self.inner.temporary_files())
     }
 }
 
