@@ -14,3 +14,4 @@ mod incremental;
 mod restore;
 mod scale;
 mod support;
+mod trust;
