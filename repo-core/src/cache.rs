@@ -107,28 +107,30 @@ impl Cache {
         fs::read(self.path(file_type, name)?).ok()
     }
 
-    /// Stores a file (best effort: after the first failure, recorded in the notice, the cache
-    /// is no longer written).
-    pub fn put(&self, file_type: FileType, name: &str, bytes: &[u8]) {
+    /// Stores a file and says whether it did (best effort: after the first failure, recorded in
+    /// the notice, the cache is no longer written).
+    pub fn put(&self, file_type: FileType, name: &str, bytes: &[u8]) -> bool {
         if self.write_failed.load(Ordering::Relaxed) {
-            return;
+            return false;
         }
-        if let Some(path) = self.path(file_type, name) {
-            let tmp = path.with_extension("tmp");
-            let written = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, &path));
-            if let Err(e) = written {
-                let _ = fs::remove_file(&tmp);
-                if !self.write_failed.swap(true, Ordering::SeqCst) {
-                    self.notice.record(
-                        &self.dir,
-                        format!(
-                            "cannot write to the cache ({}: {e}); going on without caching",
-                            path.display()
-                        ),
-                    );
-                }
-            }
+        let Some(path) = self.path(file_type, name) else {
+            return false;
+        };
+        let tmp = path.with_extension("tmp");
+        let Err(e) = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, &path)) else {
+            return true;
+        };
+        let _ = fs::remove_file(&tmp);
+        if !self.write_failed.swap(true, Ordering::SeqCst) {
+            self.notice.record(
+                &self.dir,
+                format!(
+                    "cannot write to the cache ({}: {e}); going on without caching",
+                    path.display()
+                ),
+            );
         }
+        false
     }
 
     /// Whether the cached pack `path` hashes to `name`: the whole file is hashed once per
@@ -193,8 +195,10 @@ impl Cache {
             }
         }
         let bytes = backend.read(FileType::Pack, name)?;
-        if Id::from_hex(name).ok() == Some(Id::hash(&bytes)) {
-            self.put(FileType::Pack, name, &bytes);
+        // Marked as verified only when the copy on disk is the one just checked.
+        if Id::from_hex(name).ok() == Some(Id::hash(&bytes))
+            && self.put(FileType::Pack, name, &bytes)
+        {
             let _ = self
                 .verified_packs
                 .lock()

@@ -460,7 +460,7 @@ impl<S: Send + Sync> Repository<S> {
         }
         if let Some(cache) = &self.cache {
             if matches!(file_type, FileType::Index | FileType::Snapshot) {
-                cache.put(file_type, name, &bytes);
+                let _ = cache.put(file_type, name, &bytes);
             }
         }
         Ok(bytes)
