@@ -24,6 +24,8 @@ use repo_core::{
     SnapshotFilter,
 };
 
+use repo_core::Progress;
+
 use crate::password::{self, Purpose};
 use crate::progress::CliProgress;
 use crate::{Failure, GlobalArgs, EXIT_INTERRUPTED};
@@ -71,13 +73,14 @@ impl App {
         })
     }
 
-    /// The cache directory to use, if any.
-    pub fn cache_dir(&self) -> Option<PathBuf> {
+    /// The cache directory to use: `Ok(None)` with `--no-cache`, `Err` with the reason when
+    /// there is no place for one (the command then runs without a cache, with a warning).
+    pub fn cache_dir(&self) -> Result<Option<PathBuf>, &'static str> {
         if self.global.no_cache {
-            return None;
+            return Ok(None);
         }
         if let Some(dir) = &self.global.cache_dir {
-            return Some(dir.clone());
+            return Ok(Some(dir.clone()));
         }
         let base = std::env::var_os("XDG_CACHE_HOME")
             .filter(|v| !v.is_empty())
@@ -86,8 +89,9 @@ impl App {
                 std::env::var_os("HOME")
                     .filter(|v| !v.is_empty())
                     .map(|h| PathBuf::from(h).join(".cache"))
-            })?;
-        Some(base.join("cairn"))
+            })
+            .ok_or("no cache directory: neither XDG_CACHE_HOME nor HOME is set; going on without a cache (give one with --cache-dir)")?;
+        Ok(Some(base.join("cairn")))
     }
 
     /// An operation context with `progress` and this app's cancellation token.
@@ -108,14 +112,25 @@ impl App {
         self.handle_interrupts();
         let backend: Arc<dyn Backend> = Arc::new(local);
         let mut opts = OpenOptions::default();
-        opts.cache_dir = self.cache_dir();
-        Repository::open(backend, &secret, &opts).map_err(|e| {
+        // Warnings of opening (a cache that cannot be used) go through the usual sink, once.
+        let warnings = CliProgress::new(&self.global, false);
+        opts.cache_dir = self.cache_dir().unwrap_or_else(|reason| {
+            warnings.event(&repo_core::ProgressEvent::Warning {
+                path: std::path::Path::new(""),
+                message: reason,
+            });
+            None
+        });
+        opts.no_lock = self.global.no_lock;
+        let repo = Repository::open(backend, &secret, &opts).map_err(|e| {
             if e.kind() == repo_core::ErrorKind::NoRepository {
-                Failure::NoRepository(e.to_string()).into()
+                anyhow::Error::new(Failure::NoRepository(e.to_string()))
             } else {
                 anyhow::Error::new(e)
             }
-        })
+        })?;
+        repo.report_cache_problem(&self.ctx(&warnings));
+        Ok(repo)
     }
 
     /// Opens the repository and loads its index.

@@ -133,6 +133,10 @@ pub struct GlobalArgs {
     /// Do not use a local cache.
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// Take no lock: lets restore, ls, snapshots, check, cat and the other reading commands
+    /// work on a read-only repository (backup always locks).
+    #[arg(long, global = true)]
+    pub no_lock: bool,
     /// Print JSON instead of text (progress lines, summaries, listings).
     #[arg(long, global = true)]
     pub json: bool,
@@ -302,6 +306,12 @@ fn hint(err: &anyhow::Error, command: &str) -> Option<String> {
             Some("check CAIRN_PASSWORD, --password-file or --password-command".into())
         }
         repo_core::ErrorKind::Corrupt => Some("run `cairn check` to see what is damaged".into()),
+        repo_core::ErrorKind::ReadOnly if command == "backup" => {
+            Some("a backup needs write access to the repository".into())
+        }
+        repo_core::ErrorKind::ReadOnly => Some(format!(
+            "to read it without locking, run `cairn --no-lock {command} ...`"
+        )),
         _ => None,
     }
 }

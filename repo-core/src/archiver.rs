@@ -1483,7 +1483,7 @@ impl Repository<Indexed> {
         let _lock = if opts.dry_run {
             None
         } else {
-            Some(self.lock(LockMode::Shared, "backup", opts.lock_wait)?)
+            Some(self.lock_for_writing(LockMode::Shared, "backup", opts.lock_wait)?)
         };
         let started_ns = now_ns();
         let hostname = opts.hostname.clone().unwrap_or_else(crate::lock::hostname);

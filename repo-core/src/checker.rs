@@ -6,6 +6,10 @@
 //! indexed. Packs that no index lists are reported apart (they are what an interrupted backup
 //! leaves, and harmless). Data: every pack is downloaded, its hash checked against its name,
 //! its header checked against the index, and every blob decrypted and re-hashed.
+//!
+//! Check judges the repository, never the local cache: a repository opened with a cache is
+//! opened again without one, its index loaded afresh, and every file check reads (index,
+//! snapshot, key files, tree blobs, packs) comes from the backend (spec/11-cache.md).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,6 +90,18 @@ pub enum Problem {
         /// What is wrong.
         error: String,
     },
+    /// A file's recorded size is not the total length of its content blobs (restore refuses
+    /// such a file).
+    FileSize {
+        /// Snapshot.
+        snapshot: String,
+        /// File path.
+        path: String,
+        /// Size the tree records.
+        size: u64,
+        /// Total length of its content blobs, from the index.
+        content: u64,
+    },
     /// A file references a blob that is not indexed.
     MissingBlob {
         /// Snapshot.
@@ -145,7 +161,14 @@ impl Repository<Indexed> {
     /// The snapshots checked are those that existed when the index was loaded
     /// ([`Repository::into_indexed`]); backups running alongside (they take shared locks too)
     /// may save newer ones, which the next check covers.
+    ///
+    /// A repository with a local cache is checked through a fresh, uncached view of it (its
+    /// index loaded again from the backend): cached copies are proven equal to what the
+    /// repository held when they were fetched, not to what it holds now.
     pub fn check(&self, ctx: &OpCtx<'_>, opts: &CheckOptions) -> Result<CheckReport> {
+        if self.has_cache() {
+            return self.uncached(ctx)?.check(ctx, opts);
+        }
         let _lock = self.lock(LockMode::Shared, "check", opts.lock_wait)?;
         let mut report = CheckReport::default();
         ctx.progress.event(&ProgressEvent::PhaseStarted {
@@ -253,14 +276,31 @@ impl Repository<Indexed> {
                             }
                         }
                         NodeKind::File => {
+                            let mut content = Some(0u64);
                             for id in &node.content {
-                                if !self.index().contains(BlobType::Data, id) {
-                                    report.problems.push(Problem::MissingBlob {
-                                        snapshot: sid.clone(),
-                                        path: child.clone(),
-                                        blob: id.to_hex(),
-                                    });
+                                match self.index().lookup(BlobType::Data, id) {
+                                    Some(loc) => {
+                                        content = content
+                                            .map(|c| c.saturating_add(u64::from(loc.raw_len)));
+                                    }
+                                    None => {
+                                        content = None;
+                                        report.problems.push(Problem::MissingBlob {
+                                            snapshot: sid.clone(),
+                                            path: child.clone(),
+                                            blob: id.to_hex(),
+                                        });
+                                    }
                                 }
+                            }
+                            // The same rule restore applies before it writes anything.
+                            if let Some(content) = content.filter(|&c| c != node.size) {
+                                report.problems.push(Problem::FileSize {
+                                    snapshot: sid.clone(),
+                                    path: child.clone(),
+                                    size: node.size,
+                                    content,
+                                });
                             }
                         }
                         _ => {}
@@ -274,6 +314,7 @@ impl Repository<Indexed> {
         if opts.read_data {
             self.check_data(ctx, &stored, &mut report)?;
         }
+        self.report_cache_problem(ctx);
         Ok(report)
     }
 

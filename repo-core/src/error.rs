@@ -20,6 +20,9 @@ pub enum ErrorKind {
     Corrupt,
     /// A conflicting lock is held by another process.
     Locked,
+    /// The repository cannot be written (read-only media or mount, no write permission), so
+    /// not even a lock could be taken.
+    ReadOnly,
     /// The operation was cancelled through its [`crate::CancelToken`].
     Cancelled,
     /// The repository was written by a newer format version.

@@ -53,7 +53,6 @@ pub mod id;
 pub mod index;
 mod inspect;
 pub mod lock;
-mod longpath;
 mod progress;
 mod repository;
 mod restore_fs;

@@ -62,7 +62,15 @@ impl Default for InitOptions {
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
     /// A local directory caching index, snapshot and tree-pack files; `None` disables caching.
+    /// A cache that cannot be created or written is not an error: the repository goes on
+    /// without it and reports why, once, as a [`ProgressEvent::Warning`] (see
+    /// [`Repository::report_cache_problem`]).
     pub cache_dir: Option<PathBuf>,
+    /// Take no lock at all for operations that only read (restore, check, listings), as
+    /// restic's `--no-lock` does: what lets them work on read-only media, mounts or
+    /// permissions. Nothing then keeps a concurrent exclusive operation from deleting what they
+    /// read. Backups still need a lock and refuse to run.
+    pub no_lock: bool,
 }
 
 /// State marker: key and config loaded.
@@ -105,6 +113,8 @@ pub struct Repository<S = Opened> {
     pub(crate) key: MasterKey,
     pub(crate) config: Config,
     pub(crate) cache: Option<crate::cache::Cache>,
+    cache_notice: Arc<crate::cache::CacheNotice>,
+    no_lock: bool,
     tree_cache: Mutex<TreeCache>,
     pub(crate) state: S,
 }
@@ -154,7 +164,14 @@ impl Repository<Opened> {
         let keyfile = keyfile::encode(&key, password, opts.kdf, now_ns() / 1_000_000_000)?;
         backend.write(FileType::Key, &Id::hash(&keyfile).to_hex(), &keyfile)?;
         backend.write(FileType::Config, "config", &config.seal(&key)?)?;
-        Ok(Self::assemble(backend, key, config, None))
+        Ok(Self::assemble(
+            backend,
+            key,
+            config,
+            None,
+            Arc::default(),
+            false,
+        ))
     }
 
     /// Opens an existing repository with a password or raw master key.
@@ -194,11 +211,26 @@ impl Repository<Opened> {
                 ),
                 _ => e,
             })?;
-        let cache = match &opts.cache_dir {
-            Some(dir) => Some(crate::cache::Cache::new(dir, &config.repo_id)?),
-            None => None,
-        };
-        Ok(Self::assemble(backend, key, config, cache))
+        let notice = Arc::new(crate::cache::CacheNotice::default());
+        // The cache is optional: one that cannot be made is a warning, not a failed command.
+        let cache = opts.cache_dir.as_ref().and_then(|dir| {
+            crate::cache::Cache::new(dir, &config.repo_id, Arc::clone(&notice))
+                .map_err(|e| {
+                    notice.record(
+                        dir,
+                        format!("cannot use the cache ({e}); going on without it"),
+                    );
+                })
+                .ok()
+        });
+        Ok(Self::assemble(
+            backend,
+            key,
+            config,
+            cache,
+            notice,
+            opts.no_lock,
+        ))
     }
 
     fn unwrap_key(backend: &dyn Backend, password: &[u8]) -> Result<MasterKey> {
@@ -245,12 +277,16 @@ impl Repository<Opened> {
         key: MasterKey,
         config: Config,
         cache: Option<crate::cache::Cache>,
+        cache_notice: Arc<crate::cache::CacheNotice>,
+        no_lock: bool,
     ) -> Self {
         Self {
             backend,
             key,
             config,
             cache,
+            cache_notice,
+            no_lock,
             tree_cache: Mutex::new(TreeCache::default()),
             state: Opened,
         }
@@ -325,11 +361,14 @@ impl Repository<Opened> {
         ctx.progress.event(&ProgressEvent::PhaseFinished {
             phase: Phase::LoadIndex,
         });
+        self.report_cache_problem(ctx);
         let Self {
             backend,
             key,
             config,
             cache,
+            cache_notice,
+            no_lock,
             tree_cache,
             ..
         } = self;
@@ -338,6 +377,8 @@ impl Repository<Opened> {
             key,
             config,
             cache,
+            cache_notice,
+            no_lock,
             tree_cache,
             state: Indexed {
                 index: builder.build(),
@@ -365,6 +406,19 @@ impl<S: Send + Sync> Repository<S> {
         &self.key
     }
 
+    /// Reports, once per opened repository, why the local cache could not be created or
+    /// written (as a [`ProgressEvent::Warning`] naming the cache directory). Loading the index,
+    /// listing snapshots and `check` call it; a caller that does other work with the cache
+    /// calls it when done.
+    pub fn report_cache_problem(&self, ctx: &OpCtx<'_>) {
+        self.cache_notice.report(ctx);
+    }
+
+    /// Whether the repository was opened with [`OpenOptions::no_lock`].
+    pub fn is_no_lock(&self) -> bool {
+        self.no_lock
+    }
+
     /// Reads a hash-named file (index, snapshot, key, pack) and checks its name against its hash.
     pub(crate) fn read_named(
         &self,
@@ -382,9 +436,10 @@ impl<S: Send + Sync> Repository<S> {
         })?;
         if let Some(cache) = &self.cache {
             if let Some(bytes) = cache.get(file_type, name) {
-                if Id::hash(&bytes) == expected {
+                if bytes.len() as u64 <= limit && Id::hash(&bytes) == expected {
                     return Ok(bytes);
                 }
+                // Not what its name says: never trusted, and fetched again below.
                 cache.remove(file_type, name);
             }
         }
@@ -405,7 +460,7 @@ impl<S: Send + Sync> Repository<S> {
         }
         if let Some(cache) = &self.cache {
             if matches!(file_type, FileType::Index | FileType::Snapshot) {
-                cache.put(file_type, name, &bytes);
+                let _ = cache.put(file_type, name, &bytes);
             }
         }
         Ok(bytes)
@@ -453,6 +508,7 @@ impl<S: Send + Sync> Repository<S> {
                 })?)
             })
             .collect::<Result<Vec<_>>>()?;
+        self.report_cache_problem(ctx);
         out.sort_by(|a, b| a.meta.time_ns.cmp(&b.meta.time_ns).then(a.id.cmp(&b.id)));
         Ok(out)
     }
@@ -488,8 +544,46 @@ impl<S: Send + Sync> Repository<S> {
         Ok(IndexId(self.write_named(FileType::Index, &sealed)?))
     }
 
-    /// Takes a lock; see [`crate::lock`].
+    /// Takes a lock for an operation that only reads; see [`crate::lock`].
+    ///
+    /// Returns `None`, holding no lock, when the repository was opened with
+    /// [`OpenOptions::no_lock`] and `mode` is shared; an exclusive lock is never skipped. A
+    /// lock that cannot be written because the repository is read-only (read-only media or
+    /// mount, no write permission) is an [`ErrorKind::ReadOnly`] error.
     pub fn lock(
+        &self,
+        mode: crate::lock::LockMode,
+        operation: &str,
+        wait: Duration,
+    ) -> Result<Option<crate::lock::LockGuard>> {
+        if self.no_lock {
+            if mode == crate::lock::LockMode::Exclusive {
+                return Err(Error::invalid(format!(
+                    "{operation} needs an exclusive lock, and the repository was opened without locking"
+                )));
+            }
+            return Ok(None);
+        }
+        self.take_lock(mode, operation, wait).map(Some)
+    }
+
+    /// Takes a lock for an operation that writes to the repository: a repository opened with
+    /// [`OpenOptions::no_lock`] refuses it.
+    pub(crate) fn lock_for_writing(
+        &self,
+        mode: crate::lock::LockMode,
+        operation: &str,
+        wait: Duration,
+    ) -> Result<crate::lock::LockGuard> {
+        if self.no_lock {
+            return Err(Error::invalid(format!(
+                "{operation} writes to the repository and always takes a lock; open it without no-lock"
+            )));
+        }
+        self.take_lock(mode, operation, wait)
+    }
+
+    fn take_lock(
         &self,
         mode: crate::lock::LockMode,
         operation: &str,
@@ -502,6 +596,17 @@ impl<S: Send + Sync> Repository<S> {
             operation,
             wait,
         )
+        .map_err(|e| match read_only_cause(&e) {
+            Some(cause) => Error::new(
+                ErrorKind::ReadOnly,
+                format!(
+                    "cannot write a lock file in {}: the repository is read-only for this process ({cause})",
+                    self.backend.location()
+                ),
+            )
+            .with_source(e),
+            None => e,
+        })
     }
 }
 
@@ -533,9 +638,31 @@ impl Repository<Indexed> {
             key,
             config,
             cache,
+            cache_notice,
+            no_lock,
             ..
         } = self;
-        Repository::<Opened>::assemble(backend, key, config, cache).into_indexed(ctx)
+        Repository::<Opened>::assemble(backend, key, config, cache, cache_notice, no_lock)
+            .into_indexed(ctx)
+    }
+
+    /// This repository opened again without its cache, with a freshly loaded index: what
+    /// `check` judges, so that a valid cached copy never hides a damaged repository file.
+    pub(crate) fn uncached(&self, ctx: &OpCtx<'_>) -> Result<Self> {
+        Repository::<Opened>::assemble(
+            Arc::clone(&self.backend),
+            self.key.clone(),
+            self.config.clone(),
+            None,
+            Arc::clone(&self.cache_notice),
+            self.no_lock,
+        )
+        .into_indexed(ctx)
+    }
+
+    /// Whether the repository reads through a local cache.
+    pub(crate) fn has_cache(&self) -> bool {
+        self.cache.is_some()
     }
 
     /// Reads, decrypts and verifies one blob.
@@ -608,6 +735,26 @@ impl Repository<Indexed> {
         let _ = cache.trees.insert(*id, Arc::clone(&tree));
         Ok(tree)
     }
+}
+
+/// The OS error behind a failed write, when it says the repository cannot be written at all:
+/// a read-only file system, or no permission.
+fn read_only_cause(e: &Error) -> Option<String> {
+    if e.kind() != ErrorKind::Backend {
+        return None;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.raw_os_error(),
+                Some(nix::libc::EROFS | nix::libc::EACCES | nix::libc::EPERM)
+            )
+            .then(|| io.to_string());
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// At most the first 8 bytes of a name, for messages, cut at a character boundary: names come

@@ -869,3 +869,45 @@ fn hostile_tree_shapes_restore_in_bounded_memory() {
             .status();
     }
 }
+
+#[test]
+fn check_reports_a_file_whose_size_disagrees_with_its_content() {
+    let mut fx = Fixture::memory();
+    let data_id = blob(&fx, BlobType::Data, b"five!").id;
+    let mut honest = file_node(b"honest");
+    honest.size = 5;
+    honest.content = vec![data_id];
+    let mut short = file_node(b"short");
+    short.size = 2;
+    short.content = vec![data_id];
+    let mut huge = file_node(b"huge");
+    huge.size = 1 << 40;
+    let sub = raw_tree(&fx, &[honest.clone(), short]);
+    let root = raw_tree(&fx, &[dir_node(b"d", sub.id), honest, huge]);
+    let root_id = root.id;
+    let data = blob(&fx, BlobType::Data, b"five!");
+    let _ = forge_pack(&mut fx, &[data, sub, root]);
+    let snapshot = forge_snapshot(&mut fx, root_id);
+    for read_data in [false, true] {
+        let report = fx.check(read_data);
+        let mut found: Vec<serde_json::Value> = report
+            .problems
+            .iter()
+            .map(|p| serde_json::to_value(p).unwrap())
+            .collect();
+        found.sort_by_key(|p| p["path"].as_str().map(str::to_string));
+        let expected = [("/d/short", 2u64, 5u64), ("/huge", 1 << 40, 0)];
+        assert_eq!(
+            found.len(),
+            expected.len(),
+            "read_data {read_data}: {found:?}"
+        );
+        for (p, (path, size, content)) in found.iter().zip(expected) {
+            assert_eq!(p["problem"], "file_size", "{p}");
+            assert_eq!(p["snapshot"], snapshot.id.to_hex(), "{p}");
+            assert_eq!(p["path"], path, "{p}");
+            assert_eq!(p["size"], size, "{p}");
+            assert_eq!(p["content"], content, "{p}");
+        }
+    }
+}

@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 
 use fixture::{ctx, write, Fixture};
 use repo_core::{
-    CancelToken, ErrorKind, OpCtx, Overwrite, Phase, Progress, ProgressEvent, RestoreOptions,
-    Snapshot,
+    CancelToken, ErrorKind, OpCtx, Overwrite, Progress, ProgressEvent, RestoreOptions, Snapshot,
 };
 
 const FILES: [&str; 6] = [

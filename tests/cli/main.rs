@@ -15,3 +15,4 @@ mod incremental;
 mod restore;
 mod scale;
 mod support;
+mod trust;

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::{split_tags, App};
 use crate::progress::CliProgress;
-use crate::{output, time, EXIT_OK, EXIT_PARTIAL};
+use crate::{output, time, Failure, EXIT_OK, EXIT_PARTIAL};
 
 /// Flags of `cairn backup`.
 #[derive(Debug, Args)]
@@ -86,6 +86,12 @@ fn read_exclude_file(path: &Path) -> Result<Vec<String>> {
 
 /// Runs `cairn backup`.
 pub fn run(app: &App, args: &BackupArgs) -> Result<u8> {
+    if app.global.no_lock && !args.dry_run {
+        return Err(Failure::Usage(
+            "backup writes to the repository and always takes a lock: drop --no-lock".into(),
+        )
+        .into());
+    }
     let mut opts = BackupOptions::default();
     opts.excludes.clone_from(&args.excludes);
     for file in &args.exclude_files {

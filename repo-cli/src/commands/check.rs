@@ -38,9 +38,17 @@ struct SummaryJson<'a> {
 /// Runs `cairn check`.
 pub fn run(app: &App, args: &CheckArgs) -> Result<u8> {
     let progress = CliProgress::new(&app.global, true);
+    // Check judges the repository, never the cache (spec/11-cache.md): opened without one,
+    // nothing is read twice and no cache directory is made.
+    let mut global = app.global.clone();
+    global.no_cache = true;
+    let app = &App {
+        global,
+        cancel: app.cancel.clone(),
+    };
     let repo_path = app.repo_path()?;
-    let repo = app.open_indexed(&progress)?;
     let ctx = app.ctx(&progress);
+    let repo = app.open_indexed(&progress)?;
     let mut opts = CheckOptions::default();
     opts.read_data = args.read_data;
     opts.lock_wait = app.global.lock_wait;
@@ -151,6 +159,14 @@ fn describe(p: &Problem) -> String {
             tree,
             error,
         } => format!("snapshot {snapshot}, directory {path} (tree {tree}): {error}"),
+        Problem::FileSize {
+            snapshot,
+            path,
+            size,
+            content,
+        } => format!(
+            "snapshot {snapshot}, file {path}: size {size} but its content holds {content} bytes"
+        ),
         Problem::MissingBlob {
             snapshot,
             path,

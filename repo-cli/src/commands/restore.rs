@@ -140,6 +140,7 @@ pub fn run(app: &App, args: &RestoreArgs) -> Result<u8> {
     }
     let started = Instant::now();
     let summary = repo.restore(&ctx, &plan, &args.target)?;
+    repo.report_cache_problem(&ctx);
     progress.finish();
     let seconds = started.elapsed().as_secs_f64();
     for w in &summary.warnings {
