@@ -10,6 +10,7 @@ mod concurrency;
 mod diskfull;
 mod excludes;
 mod filekinds;
+mod hostile_names;
 mod incremental;
 mod restore;
 mod scale;

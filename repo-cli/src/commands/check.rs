@@ -81,17 +81,24 @@ fn print_text(report: &CheckReport, read_data: bool, quiet: bool) -> Result<()> 
         for pack in &report.unreferenced_packs {
             writeln!(
                 out,
-                "note: pack {pack} is not referenced by any index (left by an interrupted backup; harmless)"
+                "note: pack {} is not referenced by any index (left by an interrupted backup; harmless)",
+                output::escape(pack)
             )?;
         }
     }
     for p in &report.problems {
-        writeln!(out, "problem: {}", describe(p))?;
+        writeln!(out, "{}", problem_line(p))?;
     }
     if report.is_clean() && !quiet {
         writeln!(out, "no problems found")?;
     }
     Ok(())
+}
+
+/// The `problem:` line of `p`, escaped for the terminal: problems quote paths and names from
+/// the snapshot.
+fn problem_line(p: &Problem) -> String {
+    format!("problem: {}", output::escape(&describe(p)))
 }
 
 /// One line about a problem.
@@ -118,5 +125,23 @@ fn describe(p: &Problem) -> String {
             blob,
         } => format!("snapshot {snapshot}, file {path}: blob {blob} is not in the index"),
         Problem::PackData { pack, error } => format!("pack {pack}: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problem_lines_escape_paths() {
+        let p = Problem::MissingBlob {
+            snapshot: "1234abcd".into(),
+            path: "/s/a\nproblem: forged\x1b[2J".into(),
+            blob: "beef".into(),
+        };
+        assert_eq!(
+            problem_line(&p),
+            r"problem: snapshot 1234abcd, file /s/a\nproblem: forged\x1b[2J: blob beef is not in the index"
+        );
     }
 }

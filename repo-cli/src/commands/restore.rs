@@ -166,7 +166,7 @@ fn report(app: &App, message: &str) {
         let line = json!({"message_type": "error", "item": "", "error": message, "skipped": false});
         eprintln!("{line}");
     } else {
-        eprintln!("warning: {message}");
+        eprintln!("warning: {}", output::escape(message));
     }
 }
 
@@ -196,7 +196,7 @@ fn print_plan(
             "dry run: would restore snapshot {} of {} into {}",
             snapshot.id,
             time::format_local(snapshot.meta.time_ns),
-            args.target.display()
+            output::escaped_path(&args.target)
         )?;
         writeln!(
             out,
@@ -222,7 +222,7 @@ fn print_text(
         out,
         "restored snapshot {} into {}: {} files ({}), {} dirs, {} others in {}",
         snapshot.id,
-        args.target.display(),
+        output::escaped_path(&args.target),
         summary.files_restored,
         output::size(summary.bytes_written),
         summary.dirs,
