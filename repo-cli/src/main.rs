@@ -84,7 +84,10 @@ Times (--time, --as-of): RFC 3339 (2024-05-01T12:00:00Z, 2024-05-01T14:00:00+02:
 With --json, reporting commands print JSON on stdout; long operations print
 {\"message_type\":\"status\"} lines while running and a {\"message_type\":\"summary\"} object at the end;
 warnings go to stderr as {\"message_type\":\"error\"} lines. Errors are always one
-`error: ...` line on stderr.";
+`error: ...` line on stderr.
+
+Text output escapes control characters, invalid UTF-8 and backslashes in names, hosts, tags and
+errors (a\\nb, \\x1b[31m, \\xff, \\\\); --json gives them exactly.";
 
 /// cairn: encrypted, deduplicating backups.
 #[derive(Debug, Parser)]
@@ -333,7 +336,10 @@ fn space_hint(kind: repo_core::ErrorKind, command: &str) -> String {
 }
 
 /// The error as one line: context first, down to the first library error (whose message
-/// already includes its own cause).
+/// already includes its own cause). Messages quote names and paths that the repository or the
+/// file system supplied, so the line is escaped for the terminal ([`output::escaped`]): a
+/// newline or an escape sequence in a name shows as `\n` or `\x1b`, and the error stays one
+/// line that cannot drive the terminal.
 fn one_line(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in err.chain() {
@@ -342,9 +348,7 @@ fn one_line(err: &anyhow::Error) -> String {
             break;
         }
     }
-    let mut line = parts.join(": ");
-    line.retain(|c| c != '\r');
-    line.replace('\n', " ")
+    output::escape(&parts.join(": "))
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
@@ -410,5 +414,14 @@ mod tests {
         let wrapped = e(repo_core::ErrorKind::Locked).context("open repository");
         assert_eq!(exit_code(&wrapped), 11);
         assert_eq!(one_line(&wrapped), "open repository: x");
+        let hostile = anyhow::Error::new(repo_core::Error::new(
+            repo_core::ErrorKind::NotFound,
+            "/s/a\nb\x1b[31m\\: not found",
+        ))
+        .context("open \u{202e}x\r");
+        assert_eq!(
+            one_line(&hostile),
+            r"open \u{202e}x\r: /s/a\nb\x1b[31m\\: not found"
+        );
     }
 }

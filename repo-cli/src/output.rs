@@ -1,14 +1,22 @@
-//! Formatting shared by commands: JSON printing, sizes, hex, and the text and JSON views of
-//! snapshots and tree nodes.
+//! Formatting shared by commands: JSON printing, sizes, hex, escaping for the terminal, and the
+//! text and JSON views of snapshots and tree nodes.
 //!
 //! Ids appear in JSON as full 64-digit hex; names and paths as strings when they are UTF-8 and
 //! otherwise under a `*_hex` key, so that nothing is lost.
+//!
+//! Text meant for people goes through [`escaped`] (or [`escape`]) whenever it holds anything
+//! that the repository or the file system supplied: names, paths, link targets, host names,
+//! tags, user and group names, and error messages (which quote them). Anyone who can write a
+//! tree or a snapshot chooses those bytes, and printed raw they could forge lines of a listing
+//! or drive the terminal. JSON output is never escaped this way: it carries the exact values.
 
+use std::fmt;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use anyhow::Result;
-use repo_core::{Node, NodeKind, Snapshot};
+use repo_core::{DiffEntry, Node, NodeKind, Snapshot};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -39,6 +47,94 @@ pub fn hex(bytes: &[u8]) -> String {
             let _ = write!(s, "{b:02x}");
             s
         })
+}
+
+/// `bytes` (text or any file name) shown safely on a terminal, in the manner of GNU `ls
+/// --quoting-style=escape`, but on UTF-8 text:
+///
+/// - a backslash is `\\`, so that every backslash in the output starts an escape;
+/// - newline, carriage return and tab are `\n`, `\r`, `\t`;
+/// - other C0 controls (ESC is `\x1b`) and DEL are `\xHH`;
+/// - a byte that is not part of valid UTF-8 is `\xHH` (`\xff`);
+/// - C1 controls (U+0080..U+009F), the bidirectional marks, embeddings, overrides and isolates
+///   (U+061C, U+200E, U+200F, U+202A..U+202E, U+2066..U+2069) and the line and paragraph
+///   separators (U+2028, U+2029) are `\u{HHHH}` (`\u{202e}`): they could hide or reorder
+///   what a name shows;
+/// - everything else is printed as it is.
+///
+/// The output is valid UTF-8 without any of those characters, and the original bytes can be
+/// recovered from it exactly.
+pub fn escaped(bytes: &[u8]) -> Escaped<'_> {
+    Escaped(bytes)
+}
+
+/// A path shown safely on a terminal (see [`escaped`]).
+pub fn escaped_path(path: &Path) -> Escaped<'_> {
+    Escaped(path.as_os_str().as_bytes())
+}
+
+/// `text` escaped for a terminal (see [`escaped`]), as a `String`.
+pub fn escape(text: &str) -> String {
+    escaped(text.as_bytes()).to_string()
+}
+
+/// Bytes that display escaped; made by [`escaped`] and [`escaped_path`].
+#[derive(Debug, Clone, Copy)]
+pub struct Escaped<'a>(&'a [u8]);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.width().is_some() || f.precision().is_some() {
+            // `{:>8}` and the like pad the escaped text.
+            let mut text = String::new();
+            write_escaped(&mut text, self.0)?;
+            return f.pad(&text);
+        }
+        write_escaped(f, self.0)
+    }
+}
+
+/// Writes `bytes` escaped (see [`escaped`]) to `f`.
+fn write_escaped(f: &mut impl fmt::Write, bytes: &[u8]) -> fmt::Result {
+    for chunk in bytes.utf8_chunks() {
+        let valid = chunk.valid();
+        let mut clean_from = 0;
+        for (at, c) in valid.char_indices() {
+            if !needs_escape(c) {
+                continue;
+            }
+            f.write_str(&valid[clean_from..at])?;
+            clean_from = at + c.len_utf8();
+            match c {
+                '\\' => f.write_str("\\\\")?,
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                c if c.is_ascii() => write!(f, "\\x{:02x}", u32::from(c))?,
+                c => write!(f, "\\u{{{:x}}}", u32::from(c))?,
+            }
+        }
+        f.write_str(&valid[clean_from..])?;
+        for b in chunk.invalid() {
+            write!(f, "\\x{b:02x}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether [`Escaped`] must not print `c` as it is.
+fn needs_escape(c: char) -> bool {
+    matches!(
+        c,
+        '\\'
+            | '\0'..='\x1f'
+            | '\x7f'..='\u{9f}'
+            | '\u{61c}'
+            | '\u{200e}'
+            | '\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2066}'..='\u{2069}'
+    )
 }
 
 /// A byte count for people: `1.50 MiB`.
@@ -146,6 +242,14 @@ pub fn node_json(node: &Node, path: Option<&Path>) -> Value {
     Value::Object(m)
 }
 
+/// The JSON view of one `diff` change: `kind`, and `path` (or `path_hex`) exact.
+pub fn diff_json(change: &DiffEntry) -> Value {
+    let mut m = Map::new();
+    put_bytes(&mut m, "path", &change.path_bytes);
+    let _ = m.insert("kind".into(), json!(change.kind));
+    Value::Object(m)
+}
+
 /// The JSON view of a snapshot (`snapshots --json`, `cat snapshot`).
 pub fn snapshot_json(snap: &Snapshot) -> Value {
     let meta = &snap.meta;
@@ -196,17 +300,18 @@ pub fn mode_string(kind: NodeKind, mode: u32) -> String {
     s
 }
 
-/// One `ls -l` line: permissions, owner, group, size, mtime (local), path (and link target).
+/// One `ls -l` line: permissions, owner, group, size, mtime (local), path (and link target),
+/// with names escaped for the terminal.
 pub fn long_line(path: &Path, node: &Node) -> String {
     let user = if node.user.is_empty() {
         node.uid.to_string()
     } else {
-        node.user.clone()
+        escape(&node.user)
     };
     let group = if node.group.is_empty() {
         node.gid.to_string()
     } else {
-        node.group.clone()
+        escape(&node.group)
     };
     let mut line = format!(
         "{} {:>8} {:>8} {:>12} {} {}",
@@ -215,13 +320,23 @@ pub fn long_line(path: &Path, node: &Node) -> String {
         group,
         node.size,
         time::format_local(node.mtime_ns),
-        path.display()
+        escaped_path(path)
     );
     if node.kind == NodeKind::Symlink {
-        line.push_str(" -> ");
-        line.push_str(&String::from_utf8_lossy(&node.symlink_target));
+        use std::fmt::Write as _;
+        let _ = write!(line, " -> {}", escaped(&node.symlink_target));
     }
     line
+}
+
+/// The backed-up paths of a snapshot, escaped for the terminal and joined with `, `.
+pub fn snapshot_paths(snap: &Snapshot) -> String {
+    snap.meta
+        .paths
+        .iter()
+        .map(|p| escaped(p).to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -236,6 +351,136 @@ mod tests {
         assert_eq!(mode_string(NodeKind::Dir, 0o1777), "drwxrwxrwt");
         assert_eq!(mode_string(NodeKind::File, 0o2644), "-rw-r-Sr--");
         assert_eq!(mode_string(NodeKind::Symlink, 0o777), "lrwxrwxrwx");
+    }
+
+    /// Inverts [`escaped`]: `\\`, `\n`, `\r`, `\t`, `\xHH` (one byte), `\u{H..}` (one char).
+    fn unescape(s: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut rest = s;
+        while let Some(c) = rest.chars().next() {
+            rest = &rest[c.len_utf8()..];
+            if c != '\\' {
+                out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                continue;
+            }
+            let (kind, tail) = rest.split_at(1);
+            rest = tail;
+            match kind {
+                "\\" => out.push(b'\\'),
+                "n" => out.push(b'\n'),
+                "r" => out.push(b'\r'),
+                "t" => out.push(b'\t'),
+                "x" => {
+                    out.push(u8::from_str_radix(&rest[..2], 16).unwrap());
+                    rest = &rest[2..];
+                }
+                "u" => {
+                    let end = rest.find('}').unwrap();
+                    let c = char::from_u32(u32::from_str_radix(&rest[1..end], 16).unwrap());
+                    out.extend_from_slice(c.unwrap().encode_utf8(&mut [0; 4]).as_bytes());
+                    rest = &rest[end + 1..];
+                }
+                other => panic!("unknown escape \\{other} in {s:?}"),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn escape_table() {
+        let table: &[(&[u8], &str)] = &[
+            (b"plain name.txt", "plain name.txt"),
+            (b"", ""),
+            (b"a\nb", r"a\nb"),
+            (b"cr\rlf\n", r"cr\rlf\n"),
+            (b"tab\there", r"tab\there"),
+            (b"\x1b[31mred\x1b[0m", r"\x1b[31mred\x1b[0m"),
+            (b"\x1b]0;title\x07", r"\x1b]0;title\x07"),
+            (b"nul\0", r"nul\x00"),
+            (b"\x01\x1f", r"\x01\x1f"),
+            (b"del\x7f", r"del\x7f"),
+            (b"back\\slash", r"back\\slash"),
+            (b"\\x1b", r"\\x1b"),
+            (b"\\\\", r"\\\\"),
+            (b"bad\xff", r"bad\xff"),
+            (b"\xc3", r"\xc3"),
+            (b"caf\xe9.txt", r"caf\xe9.txt"),
+            (b"\xed\xa0\x80", r"\xed\xa0\x80"),
+            ("caf\u{e9}".as_bytes(), "caf\u{e9}"),
+            ("\u{80}".as_bytes(), r"\u{80}"),
+            ("c1\u{9b}2J".as_bytes(), r"c1\u{9b}2J"),
+            ("\u{85}".as_bytes(), r"\u{85}"),
+            ("\u{9f}\u{a0}".as_bytes(), "\\u{9f}\u{a0}"),
+            ("\u{202e}gpj.exe".as_bytes(), r"\u{202e}gpj.exe"),
+            (
+                "\u{202a}\u{202b}\u{202c}\u{202d}".as_bytes(),
+                r"\u{202a}\u{202b}\u{202c}\u{202d}",
+            ),
+            (
+                "\u{2066}\u{2067}\u{2068}\u{2069}".as_bytes(),
+                r"\u{2066}\u{2067}\u{2068}\u{2069}",
+            ),
+            (
+                "\u{200e}\u{200f}\u{61c}".as_bytes(),
+                r"\u{200e}\u{200f}\u{61c}",
+            ),
+            (
+                "line\u{2028}para\u{2029}".as_bytes(),
+                r"line\u{2028}para\u{2029}",
+            ),
+            (
+                "\u{2065}\u{206a}\u{2027}".as_bytes(),
+                "\u{2065}\u{206a}\u{2027}",
+            ),
+            ("日本語 ✓".as_bytes(), "日本語 ✓"),
+        ];
+        for (raw, shown) in table {
+            let got = escaped(raw).to_string();
+            assert_eq!(&got, shown, "escaping {raw:?}");
+            assert!(
+                !got.chars()
+                    .any(|c| c.is_control() || needs_escape(c) && c != '\\'),
+                "{got:?}"
+            );
+            assert_eq!(&unescape(&got), raw, "round trip of {raw:?}");
+        }
+        assert_eq!(escape("a\n\\"), r"a\n\\");
+        assert_eq!(format!("[{:>6}]", escaped(b"\x1b")), r"[  \x1b]");
+        assert_eq!(
+            escaped_path(Path::new(std::ffi::OsStr::from_bytes(b"/d/\xff\n"))).to_string(),
+            r"/d/\xff\n"
+        );
+    }
+
+    #[test]
+    fn escaping_round_trips_every_byte_pair() {
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                let raw = [a, b'x', b, a];
+                let got = escaped(&raw).to_string();
+                assert!(!got.chars().any(|c| c.is_control()), "{raw:?} -> {got:?}");
+                assert_eq!(unescape(&got), raw, "{got:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn long_lines_escape_owner_path_and_link_target() {
+        let mut node = Node::new(b"l".to_vec(), NodeKind::Symlink);
+        node.mode = 0o777;
+        node.user = "ro\not".into();
+        node.group = "\x1b[2J".into();
+        node.symlink_target = b"\x1b]0;t\x07\n\xff".to_vec();
+        let path = Path::new(std::ffi::OsStr::from_bytes(b"/a\nb/\\l"));
+        let line = long_line(path, &node);
+        assert!(
+            line.starts_with(r"lrwxrwxrwx   ro\not  \x1b[2J "),
+            "{line:?}"
+        );
+        assert!(
+            line.ends_with(r" /a\nb/\\l -> \x1b]0;t\x07\n\xff"),
+            "{line:?}"
+        );
     }
 
     #[test]

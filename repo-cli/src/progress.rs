@@ -8,7 +8,8 @@
 //! - nothing.
 //!
 //! Skipped entries and warnings are always reported on stderr, as `warning: PATH: REASON` lines
-//! (just `warning: REASON` when the reason already names the path) or, with `--json`, as
+//! (just `warning: REASON` when the reason already names the path), escaped for the terminal
+//! ([`output::escaped`]), or, with `--json`, as
 //! `{"message_type":"error","item":PATH,"error":REASON,"skipped":BOOL}` lines.
 //!
 //! The library calls [`Progress::event`] concurrently from worker threads: counters are
@@ -24,7 +25,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use repo_core::{Phase, Progress, ProgressEvent};
 use serde::Serialize;
 
-use crate::GlobalArgs;
+use crate::{output, GlobalArgs};
 
 const STATUS_INTERVAL: Duration = Duration::from_millis(250);
 const UNKNOWN: u64 = u64::MAX;
@@ -260,13 +261,24 @@ impl CliProgress {
                 skipped,
             })
             .unwrap_or_default()
-        } else if reason.contains(path.as_ref()) {
-            // Library messages usually name the path already ("open /x: permission denied").
-            format!("warning: {reason}")
         } else {
-            format!("warning: {path}: {reason}")
+            warning_line(&path, reason)
         };
         self.suspend(|| eprintln!("{line}"));
+    }
+}
+
+/// The text line of a warning about `path` (lossy text), escaped for the terminal.
+fn warning_line(path: &str, reason: &str) -> String {
+    if reason.contains(path) {
+        // Library messages usually name the path already ("open /x: permission denied").
+        format!("warning: {}", output::escape(reason))
+    } else {
+        format!(
+            "warning: {}: {}",
+            output::escape(path),
+            output::escape(reason)
+        )
     }
 }
 
@@ -347,4 +359,21 @@ fn spinner_style(bytes: bool) -> ProgressStyle {
         "{spinner} {prefix} [{elapsed_precise}]"
     };
     ProgressStyle::with_template(template).expect("valid progress template")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warning_lines_are_escaped_and_name_the_path_once() {
+        assert_eq!(
+            warning_line("/s/a\nb", "socket not backed up"),
+            r"warning: /s/a\nb: socket not backed up"
+        );
+        assert_eq!(
+            warning_line("/s/\u{1b}[5m", "open /s/\u{1b}[5m: permission denied"),
+            r"warning: open /s/\x1b[5m: permission denied"
+        );
+    }
 }

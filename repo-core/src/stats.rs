@@ -56,8 +56,11 @@ pub enum DiffKind {
 /// One difference.
 #[derive(Debug, Clone, Serialize)]
 pub struct DiffEntry {
-    /// Path inside the snapshots.
+    /// Path inside the snapshots (lossy text when the name is not UTF-8).
     pub path: String,
+    /// The exact bytes of the path, for callers that must show or compare it without loss.
+    #[serde(skip)]
+    pub path_bytes: Vec<u8>,
     /// What changed.
     pub kind: DiffKind,
 }
@@ -173,8 +176,12 @@ impl Repository<Indexed> {
                     (None, None) => None,
                 };
                 if let Some(kind) = kind {
-                    let shown = path.to_string_lossy().into_owned();
-                    out.push((path.clone(), DiffEntry { path: shown, kind }));
+                    let entry = DiffEntry {
+                        path: path.to_string_lossy().into_owned(),
+                        path_bytes: path.as_os_str().as_bytes().to_vec(),
+                        kind,
+                    };
+                    out.push((path.clone(), entry));
                 }
                 let (da, db) = (dir_of(na), dir_of(nb));
                 if (da.is_some() || db.is_some()) && da != db {

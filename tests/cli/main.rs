@@ -11,6 +11,7 @@ mod diskfull;
 mod excludes;
 mod filekinds;
 mod hostile_repo;
+mod hostile_names;
 mod incremental;
 mod restore;
 mod scale;

@@ -94,7 +94,8 @@ fn print_text(report: &CheckReport, repo: &Path, read_data: bool, quiet: bool) -
         for pack in &report.unreferenced_packs {
             writeln!(
                 out,
-                "note: pack {pack} is not referenced by any index (left by an interrupted backup; harmless)"
+                "note: pack {} is not referenced by any index (left by an interrupted backup; harmless)",
+                output::escape(pack)
             )?;
         }
     }
@@ -102,7 +103,7 @@ fn print_text(report: &CheckReport, repo: &Path, read_data: bool, quiet: bool) -
         writeln!(out, "warning: {}", temporary_file_warning(repo, rel))?;
     }
     for p in &report.problems {
-        writeln!(out, "problem: {}", describe(p))?;
+        writeln!(out, "{}", problem_line(p))?;
     }
     if report.is_clean() && !quiet {
         writeln!(out, "no problems found")?;
@@ -139,6 +140,12 @@ fn shell_quote(s: &str) -> Option<String> {
         return Some(s.to_string());
     }
     Some(format!("'{}'", s.replace('\'', r"'\''")))
+}
+
+/// The `problem:` line of `p`, escaped for the terminal: problems quote paths and names from
+/// the snapshot.
+fn problem_line(p: &Problem) -> String {
+    format!("problem: {}", output::escape(&describe(p)))
 }
 
 /// One line about a problem.
@@ -195,5 +202,18 @@ mod tests {
         let w = temporary_file_warning(Path::new("/r"), ".tmp-a\u{1b}[2Jb");
         assert!(!w.contains('\u{1b}'), "{w}");
         assert!(w.contains("control characters"), "{w}");
+    }
+
+    #[test]
+    fn problem_lines_escape_paths() {
+        let p = Problem::MissingBlob {
+            snapshot: "1234abcd".into(),
+            path: "/s/a\nproblem: forged\x1b[2J".into(),
+            blob: "beef".into(),
+        };
+        assert_eq!(
+            problem_line(&p),
+            r"problem: snapshot 1234abcd, file /s/a\nproblem: forged\x1b[2J: blob beef is not in the index"
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! `cairn diff SNAP1 SNAP2`: what changed from the first snapshot to the second.
 //!
 //! One line per change: `+ PATH` added, `- PATH` removed, `M PATH` content or type modified,
-//! `U PATH` only metadata (mode, owner, times, xattrs) updated.
+//! `U PATH` only metadata (mode, owner, times, xattrs) updated. Paths are escaped for the
+//! terminal ([`output::escaped`]); in JSON they are exact (`path`, or `path_hex` when the path is
+//! not UTF-8).
 
 use std::io::Write;
 
@@ -43,7 +45,7 @@ pub fn run(app: &App, args: &DiffArgs) -> Result<u8> {
             "removed": count(DiffKind::Removed),
             "modified": count(DiffKind::Modified),
             "metadata": count(DiffKind::Metadata),
-            "changes": changes,
+            "changes": changes.iter().map(output::diff_json).collect::<Vec<_>>(),
         }))?;
         return Ok(EXIT_OK);
     }
@@ -55,7 +57,7 @@ pub fn run(app: &App, args: &DiffArgs) -> Result<u8> {
             DiffKind::Modified => 'M',
             DiffKind::Metadata => 'U',
         };
-        writeln!(out, "{mark} {}", c.path)?;
+        writeln!(out, "{mark} {}", output::escaped(&c.path_bytes))?;
     }
     Ok(EXIT_OK)
 }

@@ -70,7 +70,7 @@ pub fn run(app: &App, args: &FindArgs) -> Result<u8> {
                     out,
                     "found in snapshot {} of [{}] at {}:",
                     snap.id,
-                    snap.paths_lossy().join(", "),
+                    output::snapshot_paths(snap),
                     time::format_local(snap.meta.time_ns)
                 )?;
             }

@@ -70,7 +70,7 @@ pub fn run(app: &App, args: &InitArgs) -> Result<u8> {
             out,
             "created cairn repository {} at {}",
             repo_id.get(..10).unwrap_or(&repo_id),
-            path.display()
+            output::escaped_path(&path)
         )?;
         writeln!(
             out,

@@ -2,7 +2,7 @@
 //! PATH (like restic).
 //!
 //! Text: one path per line, or `-l` lines with permissions, owner, group, size, local mtime
-//! and path. JSON: one object per line, first `{"message_type":"snapshot",...}`, then
+//! and path, names escaped ([`output::escaped`]) so that each entry is one line. JSON: one object per line, first `{"message_type":"snapshot",...}`, then
 //! `{"message_type":"node","path":...,...}` for each entry.
 
 use std::io::Write;
@@ -72,7 +72,7 @@ pub fn run(app: &App, args: &LsArgs) -> Result<u8> {
         } else if long {
             writeln!(out, "{}", output::long_line(path, node))?;
         } else {
-            writeln!(out, "{}", path.display())?;
+            writeln!(out, "{}", output::escaped_path(path))?;
         }
         Ok(())
     };
@@ -88,7 +88,7 @@ pub fn run(app: &App, args: &LsArgs) -> Result<u8> {
             out,
             "snapshot {} of [{}] at {}:",
             snap.id,
-            snap.paths_lossy().join(", "),
+            output::snapshot_paths(&snap),
             time::format_local(snap.meta.time_ns)
         )?;
     }

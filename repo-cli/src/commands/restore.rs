@@ -188,7 +188,7 @@ fn report(app: &App, message: &str) {
         let line = json!({"message_type": "error", "item": "", "error": message, "skipped": false});
         eprintln!("{line}");
     } else {
-        eprintln!("warning: {message}");
+        eprintln!("warning: {}", output::escape(message));
     }
 }
 
@@ -237,7 +237,7 @@ fn print_plan(
             "dry run: would restore snapshot {} of {} into {}",
             snapshot.id,
             time::format_local(snapshot.meta.time_ns),
-            args.target.display()
+            output::escaped_path(&args.target)
         )?;
         writeln!(
             out,
@@ -258,7 +258,7 @@ fn print_plan(
             if e.action != "delete-conflicting" {
                 problems += 1;
             }
-            writeln!(out, "{}: {what}", args.target.join(&e.path).display())
+            writeln!(out, "{}: {what}", output::escaped_path(&args.target.join(&e.path)))
                 .map_err(|err| repo_core::Error::io("write stdout", err))
         })?;
     }
@@ -279,7 +279,7 @@ fn print_text(
         out,
         "restored snapshot {} into {}: {} files ({}), {} dirs, {} others in {}",
         snapshot.id,
-        args.target.display(),
+        output::escaped_path(&args.target),
         summary.files_restored,
         output::size(summary.bytes_written),
         summary.dirs,

@@ -1,4 +1,6 @@
 //! `cairn snapshots`: list snapshots, oldest first, as a table or (`--json`) an array.
+//!
+//! Host names, tags and paths are escaped in the table ([`output::escaped`]), exact in JSON.
 
 use std::io::Write;
 
@@ -39,8 +41,8 @@ pub fn run(app: &App, args: &SnapshotsArgs) -> Result<u8> {
             [
                 s.id.to_string(),
                 time::format_local(s.meta.time_ns),
-                s.meta.hostname.clone(),
-                s.meta.tags.join(","),
+                output::escape(&s.meta.hostname),
+                output::escape(&s.meta.tags.join(",")),
                 String::new(),
             ]
         })
@@ -51,7 +53,16 @@ pub fn run(app: &App, args: &SnapshotsArgs) -> Result<u8> {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let paths: Vec<Vec<String>> = snaps.iter().map(|s| s.paths_lossy()).collect();
+    let paths: Vec<Vec<String>> = snaps
+        .iter()
+        .map(|s| {
+            s.meta
+                .paths
+                .iter()
+                .map(|p| output::escaped(p).to_string())
+                .collect()
+        })
+        .collect();
     let path_width = paths
         .iter()
         .flatten()
