@@ -179,6 +179,7 @@ pub(crate) fn remove_tree(
         ino: st.st_ino,
         pending: Vec::new(),
     }];
+    #[allow(clippy::collapsible_match)] // one arm per kind of entry reads better
     while let Some(level) = stack.last_mut() {
         let fd = level.fd.as_ref().ok_or_else(|| {
             RemoveError::Io(path.clone(), io::Error::other("directory descriptor lost"))
@@ -197,6 +198,7 @@ pub(crate) fn remove_tree(
                 match st {
                     None => {}
                     Some(st) if kind(&st) == FileType::Directory => {
+                        // Beyond the limit: found again by the next listing.
                         if level.pending.len() < PENDING_PER_LEVEL {
                             level.pending.push(n);
                         }

@@ -1113,7 +1113,8 @@ impl Restorer<'_, '_> {
                 if meta.kind == NodeKind::File
                     && rfs::kind(&st) == Kind::RegularFile
                     && st.st_size as u64 == meta.size
-                    && (st.st_mtime as i64)
+                    && st
+                        .st_mtime
                         .saturating_mul(1_000_000_000)
                         .saturating_add(st.st_mtime_nsec as i64)
                         == meta.mtime_ns =>

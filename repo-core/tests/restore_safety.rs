@@ -33,7 +33,7 @@ fn racer(stop: &Path) -> ! {
     let mut tries = 0u64;
     loop {
         tries += 1;
-        if tries % 64 == 0 && stop.exists() {
+        if tries.is_multiple_of(64) && stop.exists() {
             break;
         }
         if renameat_with(CWD, "d", CWD, "s", RenameFlags::EXCHANGE).is_ok() {
