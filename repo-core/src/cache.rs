@@ -151,7 +151,7 @@ impl Cache {
         if verified().contains(name) {
             return true;
         }
-        let Ok(file) = fs::File::open(path) else {
+        let Ok(file) = open_regular(path) else {
             return false;
         };
         let mut hasher = blake3::Hasher::new();

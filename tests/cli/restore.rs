@@ -9,7 +9,10 @@ use std::path::{Component, Path, PathBuf};
 use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 
-use crate::support::{arg, assert_same_tree, summary, text, tree_paths, Env};
+use crate::support::{
+    arg, as_nobody, assert_same_tree, chown_nobody, noise, open_to_others, summary, text,
+    tree_paths, Env,
+};
 
 /// A small source tree.
 fn write_tree(src: &Path) {
@@ -397,4 +400,138 @@ fn hard_link_whose_first_name_is_left_alone_gets_its_own_copy() {
     let _ = never(&t3);
     assert_eq!(fs::read(t3.join("hard2")).unwrap(), b"linked content\n");
     assert!(tree_paths(&outside).is_empty());
+}
+
+/// Gives everything below `root` (and `root`) to nobody, not following symlinks.
+fn chown_tree_nobody(root: &Path) {
+    chown_nobody(root);
+    if fs::symlink_metadata(root).unwrap().is_dir() {
+        for e in fs::read_dir(root).unwrap() {
+            chown_tree_nobody(&e.unwrap().path());
+        }
+    }
+}
+
+/// A user without privileges restores a snapshot of read-only files and directories twice into
+/// the same place: the second run replaces what the first made (it used to fail with
+/// "Permission denied" and leave directories at mode 700), and both leave the snapshot's modes.
+#[test]
+fn a_user_restores_twice_over_read_only_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("ro/sub")).unwrap();
+    fs::write(src.join("top.txt"), b"top\n").unwrap();
+    fs::write(src.join("ro/a.txt"), b"a\n").unwrap();
+    fs::write(src.join("ro/sub/b.txt"), b"b\n").unwrap();
+    let modes = [
+        ("top.txt", 0o444),
+        ("ro/a.txt", 0o444),
+        ("ro/sub/b.txt", 0o400),
+        ("ro/sub", 0o500),
+        ("ro", 0o555),
+    ];
+    for (p, m) in modes {
+        fs::set_permissions(src.join(p), fs::Permissions::from_mode(m)).unwrap();
+    }
+    let _ = env.ok(&["backup", arg(&src)]);
+    open_to_others(&env);
+    chown_tree_nobody(&env.repo);
+    let target = env.path("target");
+    fs::create_dir(&target).unwrap();
+    chown_nobody(&target);
+    let spec = format!("latest:{}", src.display());
+    for run in 1..=2 {
+        let out = as_nobody(
+            &env,
+            &["--no-cache", "restore", &spec, "--target", arg(&target)],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "run {run}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(fs::read(target.join("ro/sub/b.txt")).unwrap(), b"b\n");
+        for (p, m) in modes {
+            let got = fs::metadata(target.join(p)).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(got, m, "run {run}: mode of {p}");
+        }
+    }
+}
+
+/// A restore killed with SIGKILL at various moments leaves every file under its final name
+/// complete (files are written under temporary names and renamed when complete); a rerun with
+/// `--overwrite never --verify` keeps those, completes the rest, removes the temporary files
+/// and verifies every file, kept or written.
+#[test]
+fn a_killed_restore_leaves_only_complete_files_and_a_rerun_completes_it() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    for i in 0..24u64 {
+        fs::write(src.join(format!("d/f{i:02}")), noise(1 << 20, i)).unwrap();
+    }
+    fs::write(src.join("big"), noise(12 << 20, 99)).unwrap();
+    let _ = env.ok(&["backup", arg(&src)]);
+    let spec = format!("latest:{}", src.display());
+    let mut interrupted = 0;
+    for (i, delay_ms) in [30u64, 80, 150, 250, 400].into_iter().enumerate() {
+        let target = env.path(&format!("target{i}"));
+        let mut child = env
+            .cairn()
+            .args(["restore", &spec, "--target", arg(&target)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        let mut temps = 0;
+        let mut missing = 0;
+        for rel in ["big".to_string()]
+            .into_iter()
+            .chain((0..24).map(|i| format!("d/f{i:02}")))
+        {
+            match fs::read(target.join(&rel)) {
+                Ok(bytes) => assert!(
+                    bytes == fs::read(src.join(&rel)).unwrap(),
+                    "{rel}: an incomplete file carries its final name (delay {delay_ms} ms)"
+                ),
+                Err(_) => missing += 1,
+            }
+        }
+        for dir in [target.clone(), target.join("d")] {
+            if let Ok(rd) = fs::read_dir(&dir) {
+                for e in rd {
+                    let name = e.unwrap().file_name().into_string().unwrap();
+                    if name.starts_with(".cairn-restore-") {
+                        temps += 1;
+                    }
+                }
+            }
+        }
+        if !status.success() && (missing > 0 || temps > 0) {
+            interrupted += 1;
+        }
+        let out = env.ok(&[
+            "restore",
+            &spec,
+            "--target",
+            arg(&target),
+            "--overwrite",
+            "never",
+            "--verify",
+        ]);
+        assert!(
+            text(&out.stdout).contains("verified 25 files: all match"),
+            "{}",
+            text(&out.stdout)
+        );
+        assert_same_tree(&src, &target);
+    }
+    assert!(interrupted > 0, "no restore was killed midway");
 }

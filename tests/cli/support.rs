@@ -332,3 +332,41 @@ impl Drop for Tmpfs {
         }
     }
 }
+
+/// `cairn ARGS` as the unprivileged user nobody (uid and gid 65534, no groups), with the
+/// environment of [`Env::cairn`]. The binary is copied into the environment's directory first:
+/// the build directory may be out of nobody's reach (a clone in a 0700 temporary directory).
+pub fn as_nobody(env: &Env, args: &[&str]) -> Output {
+    let base = env.cairn();
+    let exe = env.path("cairn-as-nobody");
+    if !exe.exists() {
+        fs::copy(base.get_program(), &exe).expect("copy cairn");
+        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&exe)
+        .args(args);
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.stdin(Stdio::null()).output().expect("run setpriv")
+}
+
+/// Makes the environment's directory reachable by other users (tempdirs are 0700).
+pub fn open_to_others(env: &Env) {
+    let mut p = env.path("x");
+    while p.pop() && p != Path::new("/") {
+        let mode = fs::metadata(&p).unwrap().permissions().mode();
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode | 0o011)).unwrap();
+    }
+    fs::set_permissions(env.path(""), fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Gives `path` (not following a symlink) to nobody.
+pub fn chown_nobody(path: &Path) {
+    std::os::unix::fs::lchown(path, Some(65534), Some(65534)).unwrap();
+}

@@ -8,7 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::support::{arg, assert_same_tree, text, write_sample_tree, Env};
+use crate::support::{
+    arg, as_nobody, assert_same_tree, chown_nobody, open_to_others, text, write_sample_tree, Env,
+};
 
 /// A repository with one snapshot of a sample tree, whose cache was filled by `ls` (index,
 /// snapshot and tree-pack files). Returns the source directory.
@@ -249,38 +251,6 @@ fn no_home_means_no_cache_with_one_warning() {
     let w = warnings(&out);
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].contains("HOME"), "{w:?}");
-}
-
-/// `cairn ARGS` as the unprivileged user nobody (uid and gid 65534, no groups).
-fn as_nobody(env: &Env, args: &[&str]) -> Output {
-    let base = env.cairn();
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(base.get_program())
-        .args(args);
-    for (k, v) in base.get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    cmd.stdin(std::process::Stdio::null())
-        .output()
-        .expect("run setpriv")
-}
-
-/// Makes the environment's directory reachable by other users (tempdirs are 0700).
-fn open_to_others(env: &Env) {
-    let mut p = env.path("x");
-    while p.pop() && p != Path::new("/") {
-        let mode = fs::metadata(&p).unwrap().permissions().mode();
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode | 0o011)).unwrap();
-    }
-    fs::set_permissions(env.path(""), fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-fn chown_nobody(path: &Path) {
-    std::os::unix::fs::lchown(path, Some(65534), Some(65534)).unwrap();
 }
 
 #[test]
