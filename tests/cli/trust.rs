@@ -4,7 +4,6 @@
 //! with `--no-lock`, while a lock that cannot be written says why and suggests that flag.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
