@@ -31,6 +31,10 @@ pub(crate) struct DirFd {
     pub dev: u64,
     pub ino: u64,
     pub path: PathBuf,
+    /// Made by this restore (mode 0700 until its metadata is set): nobody else can add, swap or
+    /// replace entries in it, so what this restore creates there needs no check against
+    /// interference, and nothing there is in the way of the snapshot's entries.
+    pub fresh: bool,
 }
 
 impl DirFd {
@@ -45,6 +49,7 @@ impl DirFd {
             dev: st.st_dev,
             ino: st.st_ino,
             path,
+            fresh: false,
         })
     }
 

@@ -837,6 +837,12 @@ fn hostile_tree_shapes_restore_in_bounded_memory() {
             .env("CAIRN_TEST_TARGET", &target)
             .output()
             .unwrap();
+        // Deep trees are beyond what recursive removal handles (the temporary directory's, after
+        // a failed assertion): rm copes with any depth, so it goes first.
+        let _ = std::process::Command::new("rm")
+            .arg("-rf")
+            .arg(&target)
+            .status();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
@@ -862,11 +868,6 @@ fn hostile_tree_shapes_restore_in_bounded_memory() {
             assert_eq!(value("done dirs "), 50_000, "{text}");
             assert_eq!(value("done dirs 50000 files "), 1, "{text}");
         }
-        // Deep trees are beyond what recursive removal handles: rm copes with any depth.
-        let _ = std::process::Command::new("rm")
-            .arg("-rf")
-            .arg(&target)
-            .status();
     }
 }
 
