@@ -67,10 +67,10 @@ impl App {
 
     /// The repository path from `-r` or `CAIRN_REPOSITORY`.
     pub fn repo_path(&self) -> Result<PathBuf> {
-        self.global.repo.clone().ok_or_else(|| {
+        let given = self.global.repo.as_deref().ok_or_else(|| {
             Failure::Usage("no repository given: use -r PATH or set CAIRN_REPOSITORY".to_string())
-                .into()
-        })
+        })?;
+        local_location(given).map_err(|m| Failure::Usage(m).into())
     }
 
     /// The cache directory to use: `Ok(None)` with `--no-cache`, `Err` with the reason when
@@ -149,8 +149,9 @@ pub struct FilterArgs {
     /// Only snapshots that include this backed-up path (repeatable).
     #[arg(long = "path", value_name = "PATH")]
     pub paths: Vec<PathBuf>,
-    /// Only snapshots with this tag (repeatable, or comma-separated).
-    #[arg(long = "tag", value_name = "TAG")]
+    /// Only snapshots with this tag. As in restic: repeated means any of them (`--tag a --tag b`:
+    /// a or b), comma-separated means all of them (`--tag a,b`: a and b).
+    #[arg(long = "tag", value_name = "TAG[,TAG...]")]
     pub tags: Vec<String>,
 }
 
@@ -159,7 +160,7 @@ impl FilterArgs {
     pub fn to_filter(&self) -> Result<SnapshotFilter> {
         let mut f = SnapshotFilter::default();
         f.hosts.clone_from(&self.hosts);
-        f.tags = split_tags(&self.tags);
+        f.tags = tag_groups(&self.tags);
         for p in &self.paths {
             let abs =
                 std::path::absolute(p).with_context(|| format!("invalid path {}", p.display()))?;
@@ -168,6 +169,49 @@ impl FilterArgs {
         }
         Ok(f)
     }
+}
+
+/// Schemes of remote repository locations (restic's, and the ones Cairn will have).
+const REMOTE_SCHEMES: &[&str] = &[
+    "s3", "sftp", "rest", "b2", "azure", "gs", "swift", "rclone", "http", "https", "ssh",
+];
+
+/// The local directory a repository location names: `/path`, `./path`, `local:path`. A location
+/// with a remote scheme (`s3:...`, `sftp:...`) is refused rather than taken as a local folder of
+/// that name; a local path that starts with such a word is written `./s3:...` or `local:s3:...`.
+pub fn local_location(given: &std::path::Path) -> std::result::Result<PathBuf, String> {
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(given.as_os_str());
+    if let Some(rest) = bytes.strip_prefix(b"local:") {
+        return Ok(PathBuf::from(
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(rest),
+        ));
+    }
+    let scheme = bytes
+        .iter()
+        .position(|&b| b == b':')
+        .map(|at| &bytes[..at])
+        .filter(|s| !s.is_empty() && !s.contains(&b'/'));
+    if let Some(scheme) = scheme {
+        let word = String::from_utf8_lossy(scheme).to_ascii_lowercase();
+        if REMOTE_SCHEMES.contains(&word.as_str()) || bytes[scheme.len()..].starts_with(b"://") {
+            return Err(format!(
+                "repository location {:?}: {word}: repositories are not supported by this version \
+                 of cairn, only local directories (a local path that starts with \"{word}:\" is \
+                 written ./{word}:... or local:{word}:...)",
+                crate::output::escape(&given.to_string_lossy())
+            ));
+        }
+    }
+    Ok(given.to_path_buf())
+}
+
+/// Filter groups from `--tag` flags: one group per flag, its comma-separated tags all required;
+/// a snapshot passes when it has every tag of one group.
+pub fn tag_groups(raw: &[String]) -> Vec<Vec<String>> {
+    raw.iter()
+        .map(|v| split_tags(std::slice::from_ref(v)))
+        .filter(|g| !g.is_empty())
+        .collect()
 }
 
 /// Tags from repeated and comma-separated flags, trimmed, without empties.
@@ -206,8 +250,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn remote_locations_are_refused_and_local_ones_kept() {
+        for remote in [
+            "s3:host/bucket",
+            "s3:https://host:9000/bucket/prefix",
+            "sftp:user@host:/srv/repo",
+            "rest:http://host:8000/",
+            "b2:bucket:path",
+            "azure:container/x",
+            "gs:bucket",
+            "swift:c",
+            "rclone:remote:path",
+            "SFTP:host:/x",
+            "ftp://host/repo",
+        ] {
+            let err = local_location(std::path::Path::new(remote)).unwrap_err();
+            assert!(err.contains("not supported"), "{remote}: {err}");
+            assert!(err.contains("local:"), "{remote}: {err}");
+        }
+        for (given, local) in [
+            ("/srv/repo", "/srv/repo"),
+            ("./s3:x", "./s3:x"),
+            ("local:s3:x", "s3:x"),
+            ("local:/a", "/a"),
+            ("repo", "repo"),
+            ("dir/with:colon", "dir/with:colon"),
+            ("backup:2024", "backup:2024"),
+        ] {
+            assert_eq!(
+                local_location(std::path::Path::new(given)).unwrap(),
+                PathBuf::from(local),
+                "{given}"
+            );
+        }
+    }
+
+    #[test]
     fn tags_split_on_commas() {
         let raw = vec!["a,b".to_string(), " c ".to_string(), ",".to_string()];
         assert_eq!(split_tags(&raw), vec!["a", "b", "c"]);
+        assert_eq!(
+            tag_groups(&raw),
+            vec![
+                vec!["a".to_string(), "b".to_string()],
+                vec!["c".to_string()]
+            ]
+        );
     }
 }

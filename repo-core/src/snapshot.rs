@@ -11,8 +11,9 @@ pub struct SnapshotFilter {
     pub hosts: Vec<String>,
     /// Snapshots whose paths include all of these.
     pub paths: Vec<Vec<u8>>,
-    /// Snapshots carrying all of these tags.
-    pub tags: Vec<String>,
+    /// Snapshots carrying every tag of at least one of these groups: restic's meaning of
+    /// `--tag a,b --tag c` (a and b, or c). No group matches everything.
+    pub tags: Vec<Vec<String>>,
     /// Only snapshots at or before this time (ns since the epoch): point-in-time recovery.
     pub as_of_ns: Option<i64>,
 }
@@ -22,7 +23,11 @@ impl SnapshotFilter {
     pub fn matches(&self, snap: &Snapshot) -> bool {
         (self.hosts.is_empty() || self.hosts.contains(&snap.meta.hostname))
             && self.paths.iter().all(|p| snap.meta.paths.contains(p))
-            && self.tags.iter().all(|t| snap.meta.tags.contains(t))
+            && (self.tags.is_empty()
+                || self
+                    .tags
+                    .iter()
+                    .any(|group| group.iter().all(|t| snap.meta.tags.contains(t))))
             && self.as_of_ns.is_none_or(|t| snap.meta.time_ns <= t)
     }
 }
@@ -55,5 +60,47 @@ pub fn select<'a>(
         (Some(_), Some(_)) => Err(Error::invalid(format!(
             "snapshot id prefix {spec} is ambiguous; give more digits"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::snapshot::SnapshotFile;
+    use crate::id::{BlobId, Id, SnapshotId};
+
+    fn snap(tags: &[&str]) -> Snapshot {
+        Snapshot {
+            id: SnapshotId(Id::hash(tags.join(",").as_bytes())),
+            meta: SnapshotFile {
+                time_ns: 0,
+                hostname: "h".into(),
+                username: "u".into(),
+                paths: vec![b"/".to_vec()],
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+                description: String::new(),
+                parent: None,
+                tree: BlobId(Id::hash(b"t")),
+                program_version: "test".into(),
+                summary: Default::default(),
+            },
+        }
+    }
+
+    #[test]
+    fn tag_groups_are_any_of_all_of() {
+        let f = |groups: &[&[&str]]| {
+            let mut f = SnapshotFilter::default();
+            f.tags = groups
+                .iter()
+                .map(|g| g.iter().map(|t| t.to_string()).collect())
+                .collect();
+            f
+        };
+        let (a, b, ab) = (snap(&["a"]), snap(&["b"]), snap(&["a", "b"]));
+        assert!(f(&[]).matches(&a));
+        assert!(f(&[&["a"], &["b"]]).matches(&a) && f(&[&["a"], &["b"]]).matches(&b));
+        assert!(!f(&[&["a", "b"]]).matches(&a) && f(&[&["a", "b"]]).matches(&ab));
+        assert!(!f(&[&["c"]]).matches(&ab));
     }
 }

@@ -409,3 +409,81 @@ fn backup_resolves_symlinks_in_the_directories_above_each_path() {
     );
     assert_eq!(latest_type(&env, &base.join("run")), None);
 }
+
+/// `--tag` has restic's meaning everywhere a snapshot filter is taken: repeated flags are OR,
+/// commas inside one value are AND.
+#[test]
+fn repeated_tags_mean_any_and_commas_mean_all() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    write_sample_tree(&src);
+    for tags in ["a", "b", "a,b", "c"] {
+        let _ = env.ok(&["backup", arg(&src), "--tag", tags, "--force"]);
+    }
+    let count = |args: &[&str]| {
+        let mut all = vec!["snapshots", "--json"];
+        all.extend_from_slice(args);
+        let out = env.ok(&all);
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout)
+            .unwrap()
+            .len()
+    };
+    assert_eq!(count(&[]), 4);
+    assert_eq!(count(&["--tag", "a"]), 2);
+    assert_eq!(
+        count(&["--tag", "a", "--tag", "b"]),
+        3,
+        "repeated: any of them"
+    );
+    assert_eq!(count(&["--tag", "a,b"]), 1, "one value: all of them");
+    assert_eq!(count(&["--tag", "a,b", "--tag", "c"]), 2);
+    // The same meaning where one snapshot is picked.
+    let out = env.ok(&["ls", "latest", "--tag", "a", "--tag", "b", "--json"]);
+    assert!(!out.stdout.is_empty());
+}
+
+/// A remote repository location is refused (exit 2) instead of becoming a local directory of
+/// that name; `local:` and `./` name local paths that start with such a word.
+#[test]
+fn remote_repository_locations_are_refused_not_made_local_folders() {
+    let env = Env::new();
+    let cwd = env.path("cwd");
+    fs::create_dir(&cwd).unwrap();
+    for location in [
+        "s3:host/bucket",
+        "sftp:user@host:/srv/r",
+        "rest:http://h:8000/",
+    ] {
+        let out = env
+            .cairn()
+            .current_dir(&cwd)
+            .args(["-r", location, "init", "--insecure-kdf"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{location}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains("not supported"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert_eq!(
+            fs::read_dir(&cwd).unwrap().count(),
+            0,
+            "{location}: nothing created"
+        );
+    }
+    let out = env
+        .cairn()
+        .current_dir(&cwd)
+        .args(["-r", "local:s3:here", "init", "--insecure-kdf"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(cwd.join("s3:here/config").exists());
+}
