@@ -89,13 +89,12 @@ mod tests {
 
     #[test]
     fn tag_groups_are_any_of_all_of() {
-        let f = |groups: &[&[&str]]| {
-            let mut f = SnapshotFilter::default();
-            f.tags = groups
+        let f = |groups: &[&[&str]]| SnapshotFilter {
+            tags: groups
                 .iter()
                 .map(|g| g.iter().map(|t| t.to_string()).collect())
-                .collect();
-            f
+                .collect(),
+            ..SnapshotFilter::default()
         };
         let (a, b, ab) = (snap(&["a"]), snap(&["b"]), snap(&["a", "b"]));
         assert!(f(&[]).matches(&a));
