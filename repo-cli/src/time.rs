@@ -52,6 +52,21 @@ pub fn format_rfc3339(ns: i64) -> String {
 
 /// Parses a time argument into ns since the Unix epoch.
 pub fn parse(input: &str) -> Result<i64> {
+    parse_period(input).map(|(start, _)| start)
+}
+
+/// Parses a time as the end of the period it names, for `--as-of`: a time given to the second
+/// means the last nanosecond of that second (the `snapshots` table shows times to the second,
+/// and a snapshot taken at 12:00:00.7 must count as "at or before 12:00:00"), to the minute the
+/// end of that minute, a date the end of that day.
+pub fn parse_until(input: &str) -> Result<i64> {
+    let (start, len) = parse_period(input)?;
+    Ok(start.saturating_add(len - 1))
+}
+
+/// The start of the time `input` names (ns since the epoch) and the length of the period its
+/// precision gives (1 ns with a fraction of a second, 1 s, 1 min, or a day for a date).
+fn parse_period(input: &str) -> Result<(i64, i64)> {
     let s = input.trim();
     let bad = || {
         anyhow::anyhow!(
@@ -68,6 +83,7 @@ pub fn parse(input: &str) -> Result<i64> {
     p.expect(b'-').ok_or_else(bad)?;
     let day = p.digits(2).ok_or_else(bad)?;
     let (mut hour, mut minute, mut second, mut nanos) = (0, 0, 0, 0i64);
+    let mut period = 86_400 * NS_PER_SEC;
     if p.peek()
         .is_some_and(|c| c == b' ' || c == b'T' || c == b't')
     {
@@ -75,9 +91,11 @@ pub fn parse(input: &str) -> Result<i64> {
         hour = p.digits(2).ok_or_else(bad)?;
         p.expect(b':').ok_or_else(bad)?;
         minute = p.digits(2).ok_or_else(bad)?;
+        period = 60 * NS_PER_SEC;
         if p.peek() == Some(b':') {
             p.i += 1;
             second = p.digits(2).ok_or_else(bad)?;
+            period = NS_PER_SEC;
             if p.peek() == Some(b'.') {
                 p.i += 1;
                 let start = p.i;
@@ -89,6 +107,7 @@ pub fn parse(input: &str) -> Result<i64> {
                     return Err(bad());
                 }
                 nanos = format!("{frac:0<9}").parse().map_err(|_| bad())?;
+                period = 10i64.pow(9 - frac.len() as u32);
             }
         }
     }
@@ -132,9 +151,11 @@ pub fn parse(input: &str) -> Result<i64> {
         None => local_mktime(year, month, day, hour, minute, second)
             .ok_or_else(|| anyhow::anyhow!("invalid time {input:?}: not a local time"))?,
     };
-    secs.checked_mul(NS_PER_SEC)
+    let start = secs
+        .checked_mul(NS_PER_SEC)
         .and_then(|n| n.checked_add(nanos))
-        .ok_or_else(|| anyhow::anyhow!("invalid time {input:?}: out of range"))
+        .ok_or_else(|| anyhow::anyhow!("invalid time {input:?}: out of range"))?;
+    Ok((start, period))
 }
 
 struct Cursor<'a> {
@@ -228,6 +249,34 @@ fn local_mktime(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn as_of_times_mean_the_end_of_the_period_given() {
+        let start = parse("2026-11-01T12:00:00Z").unwrap();
+        assert_eq!(
+            parse_until("2026-11-01T12:00:00Z").unwrap(),
+            start + NS_PER_SEC - 1
+        );
+        assert_eq!(
+            parse_until("2026-11-01T12:00Z").unwrap(),
+            start + 60 * NS_PER_SEC - 1
+        );
+        assert_eq!(
+            parse_until("2026-11-01T12:00:00.5Z").unwrap(),
+            start + NS_PER_SEC / 2 + 99_999_999
+        );
+        assert_eq!(
+            parse_until("2026-11-01T12:00:00.123456789Z").unwrap(),
+            start + 123_456_789
+        );
+        let day = parse("2026-11-01T00:00:00Z").unwrap();
+        let local_day = parse("2026-11-01").unwrap();
+        assert_eq!(
+            parse_until("2026-11-01").unwrap(),
+            local_day + 86_400 * NS_PER_SEC - 1
+        );
+        assert_eq!(day % (86_400 * NS_PER_SEC), 0);
+    }
 
     #[test]
     fn rfc3339_roundtrip_with_offsets() {

@@ -535,3 +535,27 @@ fn a_killed_restore_leaves_only_complete_files_and_a_rerun_completes_it() {
     }
     assert!(interrupted > 0, "no restore was killed midway");
 }
+
+/// `--as-of` with a time copied from the `snapshots` table (to the second) picks the snapshot
+/// taken in that second, not the one before (it had sub-seconds the table does not show).
+#[test]
+fn as_of_a_time_shown_to_the_second_picks_that_snapshot() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("v"), b"one\n").unwrap();
+    let _ = env.ok(&["backup", arg(&src), "--time", "2026-11-01T10:00:00.250Z"]);
+    fs::write(src.join("v"), b"two\n").unwrap();
+    let _ = env.ok(&["backup", arg(&src), "--time", "2026-11-01T12:00:00.750Z"]);
+    let target = env.path("t");
+    let _ = env.ok(&[
+        "restore",
+        &format!("latest:{}", src.display()),
+        "--as-of",
+        "2026-11-01T12:00:00Z",
+        "--target",
+        arg(&target),
+    ]);
+    assert_eq!(fs::read(target.join("v")).unwrap(), b"two\n");
+}

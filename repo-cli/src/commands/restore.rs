@@ -55,8 +55,9 @@ pub struct RestoreArgs {
     #[command(flatten)]
     pub filter: FilterArgs,
     /// With `latest`: the newest snapshot at or before TIME (RFC 3339, or
-    /// "YYYY-MM-DD[ HH:MM[:SS]]" in local time).
-    #[arg(long, value_name = "TIME", value_parser = time::parse)]
+    /// "YYYY-MM-DD[ HH:MM[:SS]]" in local time). A time to the second means the end of that
+    /// second (likewise a minute, a day), so a time copied from `snapshots` picks that snapshot.
+    #[arg(long, value_name = "TIME", value_parser = time::parse_until)]
     pub as_of: Option<i64>,
     /// Restore only entries matching a glob (paths inside the snapshot). Repeatable.
     #[arg(short = 'i', long = "include", value_name = "PATTERN")]
