@@ -313,6 +313,22 @@ fn deleting_a_conflicting_directory_stops_at_a_mount_point_below_it() {
     );
 }
 
+/// What a dry run of `plan` into `target` says it would do, by path.
+fn dry_run_actions(
+    fx: &Fixture,
+    plan: &repo_core::RestorePlan,
+    target: &Path,
+) -> BTreeMap<PathBuf, &'static str> {
+    let mut actions = BTreeMap::new();
+    fx.repo()
+        .dry_run_restore(&ctx(), plan, target, &mut |e| {
+            let _ = actions.insert(e.path.clone(), e.action);
+            Ok(())
+        })
+        .unwrap();
+    actions
+}
+
 /// A user's directory tree where the snapshot has a file (or symlink) is left alone and
 /// reported, with `always` and `if-changed`; a dry run lists it as a conflict; with
 /// `delete_conflicting` it is replaced.
@@ -335,13 +351,7 @@ fn non_empty_directory_in_the_way_is_kept_unless_deletion_is_asked_for() {
         // The dry run says what would happen, and changes nothing.
         let o = opts(&src, policy, false);
         let plan = fx.repo().plan_restore(&ctx(), &snapshot, &o).unwrap();
-        let mut actions = BTreeMap::new();
-        fx.repo()
-            .dry_run_restore(&ctx(), &plan, &target, &mut |e| {
-                let _ = actions.insert(e.path.clone(), e.action);
-                Ok(())
-            })
-            .unwrap();
+        let actions = dry_run_actions(&fx, &plan, &target);
         assert_eq!(actions[Path::new("f")], "conflict");
         assert_eq!(actions[Path::new("g")], "conflict");
         assert_eq!(actions[Path::new("keep.txt")], "create");
@@ -370,13 +380,7 @@ fn non_empty_directory_in_the_way_is_kept_unless_deletion_is_asked_for() {
         // Asked for: replaced.
         let o = opts(&src, policy, true);
         let plan = fx.repo().plan_restore(&ctx(), &snapshot, &o).unwrap();
-        let mut actions = BTreeMap::new();
-        fx.repo()
-            .dry_run_restore(&ctx(), &plan, &target, &mut |e| {
-                let _ = actions.insert(e.path.clone(), e.action);
-                Ok(())
-            })
-            .unwrap();
+        let actions = dry_run_actions(&fx, &plan, &target);
         assert_eq!(actions[Path::new("f")], "delete-conflicting");
         let summary = fx.repo().restore(&ctx(), &plan, &target).unwrap();
         assert!(summary.not_restored.is_empty(), "{summary:?}");
