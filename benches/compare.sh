@@ -17,6 +17,10 @@
 # ext4, creating files shortly after tens of thousands were deleted is several times slower
 # (the allocator skips inodes freed in the last minutes), which would charge whichever tool
 # restores right after another tool's restore was removed. Without tmpfs, targets stay on disk.
+# CAIRN_BEFORE=/path/to/cairn adds a tool `before`: another cairn binary (say, built from the
+# commit before a change) run in the same rounds, so a change is measured against its base in
+# the same conditions; the table then has a cairn/before ratio. TOOLS="cairn before restic"
+# picks the tools (default: cairn, before when CAIRN_BEFORE is set, restic, borg).
 # Notes: restic is initialised with --repository-version 2 (compression on, its default in
 # later releases); borg uses its defaults (repokey encryption, lz4).
 set -euo pipefail
@@ -94,7 +98,15 @@ drop_target() {
   rm -rf "$1"
 }
 
-tools=(cairn restic borg)
+if [ -n "${TOOLS:-}" ]; then read -r -a tools <<< "$TOOLS"
+elif [ -n "${CAIRN_BEFORE:-}" ]; then tools=(cairn before restic borg)
+else tools=(cairn restic borg); fi
+for t in "${tools[@]}"; do
+  case $t in cairn|restic|borg) ;; before) [ -x "${CAIRN_BEFORE:-}" ] || { echo "tool before needs CAIRN_BEFORE=/path/to/cairn" >&2; exit 2; } ;;
+  *) echo "unknown tool $t (cairn, before, restic, borg)" >&2; exit 2 ;; esac
+done
+[[ " ${tools[*]} " == *" cairn "* ]] || { echo "TOOLS must include cairn (the ratios are against it)" >&2; exit 2; }
+ntools=${#tools[@]}
 modes=()
 for m in ${MODES:-warm cold}; do
   if [ "$m" = cold ] && [ "$can_drop" != 1 ]; then echo "cold rounds skipped: cannot drop the page cache" >&2; continue; fi
@@ -103,15 +115,16 @@ done
 for mode in "${modes[@]}"; do
   for round in $(seq 1 "$ROUNDS"); do
     # Rotate the order each round so no tool always runs first.
-    order=("${tools[@]:$(( (round - 1) % 3 ))}" "${tools[@]:0:$(( (round - 1) % 3 ))}")
+    order=("${tools[@]:$(( (round - 1) % ntools ))}" "${tools[@]:0:$(( (round - 1) % ntools ))}")
     run floor "$mode" "$round" first_backup "" sh -c "tar -cf - '$DATA' 2>/dev/null | zstd -3 -T0 > /dev/null"
     for tool in "${order[@]}"; do
       repo="$OUT/repo-$tool"; rm -rf "$repo" "$OUT/restore-$tool"
       case $tool in
-        cairn)
-          run cairn "$mode" "$round" init "$repo" "$CAIRN" -q -r "$repo" init
-          run cairn "$mode" "$round" first_backup "$repo" "$CAIRN" -q -r "$repo" backup "$DATA"
-          run cairn "$mode" "$round" unchanged_backup "$repo" "$CAIRN" -q -r "$repo" backup "$DATA" ;;
+        cairn|before)
+          bin=$CAIRN; [ "$tool" = before ] && bin=$CAIRN_BEFORE
+          run "$tool" "$mode" "$round" init "$repo" "$bin" -q -r "$repo" init
+          run "$tool" "$mode" "$round" first_backup "$repo" "$bin" -q -r "$repo" backup "$DATA"
+          run "$tool" "$mode" "$round" unchanged_backup "$repo" "$bin" -q -r "$repo" backup "$DATA" ;;
         restic)
           run restic "$mode" "$round" init "$repo" restic -q -r "$repo" init --repository-version 2
           run restic "$mode" "$round" first_backup "$repo" restic -q -r "$repo" backup "$DATA"
@@ -126,10 +139,11 @@ for mode in "${modes[@]}"; do
     for tool in "${order[@]}"; do
       repo="$OUT/repo-$tool"; target="$OUT/restore-$tool"; fresh_target "$target"
       case $tool in
-        cairn)
-          run cairn "$mode" "$round" changed_backup "$repo" "$CAIRN" -q -r "$repo" backup "$DATA"
-          run cairn "$mode" "$round" restore "$repo" "$CAIRN" -q -r "$repo" restore "latest:$DATA" --target "$target"
-          run cairn "$mode" "$round" check_read_data "$repo" "$CAIRN" -q -r "$repo" check --read-data ;;
+        cairn|before)
+          bin=$CAIRN; [ "$tool" = before ] && bin=$CAIRN_BEFORE
+          run "$tool" "$mode" "$round" changed_backup "$repo" "$bin" -q -r "$repo" backup "$DATA"
+          run "$tool" "$mode" "$round" restore "$repo" "$bin" -q -r "$repo" restore "latest:$DATA" --target "$target"
+          run "$tool" "$mode" "$round" check_read_data "$repo" "$bin" -q -r "$repo" check --read-data ;;
         restic)
           run restic "$mode" "$round" changed_backup "$repo" restic -q -r "$repo" backup "$DATA"
           run restic "$mode" "$round" restore "$repo" restic -q -r "$repo" restore latest --target "$target"
@@ -154,20 +168,25 @@ def med(tool, mode, step, key):
     return statistics.median(v) if v else None
 for mode in sorted({r["mode"] for r in rows}, reverse=True):
     print(f"\n### {mode} page cache (medians of {len({r['round'] for r in rows if r['mode']==mode})} rounds)\n")
-    print("| step | cairn s | restic s | borg s | cairn/restic | cairn/borg | cairn RSS MiB | restic RSS MiB | borg RSS MiB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    tools = [t for t in ("cairn", "before", "restic", "borg") if any(r["tool"] == t for r in rows)]
+    others = [t for t in tools if t != "cairn"]
+    print("| step | " + " | ".join(f"{t} s" for t in tools) + " | " + " | ".join(f"cairn/{t}" for t in others)
+          + " | " + " | ".join(f"{t} RSS MiB" for t in tools) + " |")
+    print("|---" * (1 + 2 * len(tools) + len(others)) + "|")
+    f = lambda x: "-" if x is None else f"{x:.2f}"
+    ratio = lambda a, b: "-" if not a or not b else f"{a / b:.2f}"
+    mib = lambda x: "-" if x is None else f"{x / 1024:.0f}"
     for s in steps:
-        c, r, b = (med(t, mode, s, "seconds") for t in ("cairn", "restic", "borg"))
-        cm, rm, bm = (med(t, mode, s, "max_rss_kb") for t in ("cairn", "restic", "borg"))
-        f = lambda x: "-" if x is None else f"{x:.2f}"
-        ratio = lambda a, b: "-" if not a or not b else f"{a / b:.2f}"
-        mib = lambda x: "-" if x is None else f"{x / 1024:.0f}"
-        print(f"| {s} | {f(c)} | {f(r)} | {f(b)} | {ratio(c, r)} | {ratio(c, b)} | {mib(cm)} | {mib(rm)} | {mib(bm)} |")
+        secs = {t: med(t, mode, s, "seconds") for t in tools}
+        rss = {t: med(t, mode, s, "max_rss_kb") for t in tools}
+        print(f"| {s} | " + " | ".join(f(secs[t]) for t in tools) + " | "
+              + " | ".join(ratio(secs["cairn"], secs[t]) for t in others) + " | "
+              + " | ".join(mib(rss[t]) for t in tools) + " |")
     fl = med("floor", mode, "first_backup", "seconds")
     c = med("cairn", mode, "first_backup", "seconds")
     if fl:
         print(f"\nfloor `tar | zstd -3 -T0`: {fl:.2f} s; cairn first backup / floor = {c / fl:.2f}")
-    sizes = {t: med(t, mode, "check_read_data", "repo_bytes") for t in ("cairn", "restic", "borg")}
+    sizes = {t: med(t, mode, "check_read_data", "repo_bytes") for t in tools}
     print("\nrepository size after 3 backups (MiB): " + ", ".join(f"{t} {v / 2**20:.0f}" for t, v in sizes.items() if v))
 PY
 echo "raw results: $OUT/results.csv" >&2
