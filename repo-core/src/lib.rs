@@ -56,7 +56,6 @@ pub mod lock;
 mod pack;
 mod progress;
 mod repository;
-mod restore_fs;
 mod restorer;
 mod snapshot;
 mod source;
