@@ -29,7 +29,6 @@
 //! memory). Open descriptors are bounded too: the deepest [`execute::OPEN_LEVELS`] levels of the
 //! current path keep theirs, and going back up reopens a directory through `..`, checked
 //! against the identity recorded on the way down.
-
 //!
 //! **Modules.** [`options`]: options, plan, summary; [`select`]: the selection walk, planning
 //! and the dry run; [`execute`]: batches and the parallel filling of files; [`local`]: the

@@ -238,6 +238,94 @@ mod tests {
         assert_eq!(got.iter().map(Vec::len).sum::<usize>(), 10);
     }
 
+    /// A pack of three data blobs with a gap between the second and the third, in memory.
+    fn pack_of_three() -> (
+        crate::backend::MemoryBackend,
+        MasterKey,
+        PackId,
+        Vec<BlobSpan>,
+        Vec<Vec<u8>>,
+    ) {
+        let key = MasterKey::from_bytes(&[7u8; crate::crypto::MASTER_KEY_LEN]);
+        let raws: Vec<Vec<u8>> = vec![b"first".to_vec(), vec![0u8; 300], b"third blob".to_vec()];
+        let mut pack = Vec::new();
+        let mut spans = Vec::new();
+        for (i, raw) in raws.iter().enumerate() {
+            if i == 2 {
+                pack.extend_from_slice(&[0xAA; 64]);
+            }
+            let id = key.blob_id(raw);
+            let stored = envelope::encode_blob(&key, BlobType::Data, &id, raw, 3).unwrap();
+            spans.push(BlobSpan {
+                blob_type: BlobType::Data,
+                id,
+                offset: u32::try_from(pack.len()).unwrap(),
+                stored_len: u32::try_from(stored.len()).unwrap(),
+                raw_len: u32::try_from(raw.len()).unwrap(),
+            });
+            pack.extend_from_slice(&stored);
+        }
+        let pack_id = PackId(crate::id::Id::hash(&pack));
+        let backend = crate::backend::MemoryBackend::new();
+        backend
+            .write(FileType::Pack, &pack_id.to_hex(), &pack)
+            .unwrap();
+        (backend, key, pack_id, spans, raws)
+    }
+
+    #[test]
+    fn read_run_decodes_every_blob_of_a_run_in_order() {
+        let (backend, key, pack, spans, raws) = pack_of_three();
+        let reader = PackReader::new(&backend, &key, None);
+        let runs = runs(spans.clone(), |s| *s);
+        assert_eq!(runs.len(), 1);
+        let mut got = Vec::new();
+        reader
+            .read_run(
+                &pack,
+                &runs[0],
+                |s| *s,
+                |s, raw| {
+                    got.push((s.id, raw));
+                    Ok(())
+                },
+            )
+            .unwrap();
+        let want: Vec<(BlobId, Vec<u8>)> = spans.iter().map(|s| s.id).zip(raws.clone()).collect();
+        assert_eq!(got, want);
+        for (span, raw) in spans.iter().zip(&raws) {
+            assert_eq!(&reader.read_blob(&pack, span).unwrap(), raw);
+        }
+    }
+
+    #[test]
+    fn read_run_reports_a_wrong_id_as_corruption_naming_blob_and_pack() {
+        let (backend, key, pack, mut spans, _) = pack_of_three();
+        let reader = PackReader::new(&backend, &key, None);
+        let wrong = BlobId(crate::id::Id::hash(b"not this blob"));
+        spans[1].id = wrong;
+        let err = reader
+            .read_run(&pack, &spans, |s| *s, |_, _| Ok(()))
+            .unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::Corrupt);
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("{wrong}")), "{msg}");
+        assert!(msg.contains(&format!("pack {pack}")), "{msg}");
+        let err = reader.read_blob(&pack, &spans[1]).unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::Corrupt);
+    }
+
+    #[test]
+    fn read_run_past_the_end_of_the_pack_is_an_error() {
+        let (backend, key, pack, mut spans, _) = pack_of_three();
+        let reader = PackReader::new(&backend, &key, None);
+        spans[2].stored_len += 1000;
+        let err = reader
+            .read_run(&pack, &spans, |s| *s, |_, _| Ok(()))
+            .unwrap_err();
+        assert!(err.to_string().contains(&format!("pack {pack}")), "{err}");
+    }
+
     #[test]
     fn runs_of_nothing_is_empty() {
         assert!(runs(Vec::<BlobSpan>::new(), |s| *s).is_empty());
