@@ -20,13 +20,13 @@ use serde::Serialize;
 
 use crate::backend::FileType;
 use crate::error::Result;
-use crate::format::envelope;
 use crate::format::keyfile;
 use crate::format::pack;
 use crate::format::tree::NodeKind;
 use crate::format::BlobType;
 use crate::id::{BlobId, Id, PackId};
 use crate::lock::LockMode;
+use crate::pack::reader::BlobSpan;
 use crate::progress::{OpCtx, Phase, ProgressEvent};
 use crate::repository::{Indexed, Repository};
 
@@ -351,6 +351,8 @@ impl Repository<Indexed> {
         let problems = Mutex::new(Vec::new());
         let bytes_read = AtomicU64::new(0);
         let key = self.master_key();
+        // The whole pack is read (and hashed) here; each blob is decoded by the pack reader.
+        let reader = self.pack_reader();
         packs.par_iter().try_for_each(|pack_id| -> Result<()> {
             ctx.cancel.check()?;
             let name = pack_id.to_hex();
@@ -406,13 +408,14 @@ impl Repository<Indexed> {
             header.par_iter().for_each(|l| {
                 let start = l.offset as usize;
                 let blob = &bytes[start..start + l.entry.stored_len as usize];
-                if let Err(e) = envelope::decode_blob(
-                    key,
-                    l.entry.blob_type,
-                    &l.entry.id,
-                    blob,
-                    l.entry.raw_len,
-                ) {
+                let span = BlobSpan {
+                    blob_type: l.entry.blob_type,
+                    id: l.entry.id,
+                    offset: l.offset,
+                    stored_len: l.entry.stored_len,
+                    raw_len: l.entry.raw_len,
+                };
+                if let Err(e) = reader.decode(&span, blob) {
                     fail(e.to_string());
                 }
             });

@@ -26,6 +26,7 @@ use crate::format::{
 };
 use crate::id::{BlobId, Id, IndexId, SnapshotId};
 use crate::index::MasterIndex;
+use crate::pack::reader::{BlobSpan, PackReader};
 use crate::progress::{OpCtx, Phase, ProgressEvent};
 
 /// Parameters fixed when a repository is created.
@@ -665,6 +666,11 @@ impl Repository<Indexed> {
         self.cache.is_some()
     }
 
+    /// The pack reader of this repository: tree blobs through its cache, if it has one.
+    pub(crate) fn pack_reader(&self) -> PackReader<'_> {
+        PackReader::new(self.backend.as_ref(), &self.key, self.cache.as_ref())
+    }
+
     /// Reads, decrypts and verifies one blob.
     pub fn read_blob(&self, blob_type: BlobType, id: &BlobId) -> Result<Vec<u8>> {
         let loc = self.index().lookup(blob_type, id).ok_or_else(|| {
@@ -673,36 +679,14 @@ impl Repository<Indexed> {
                 format!("{} blob {id} is not in the index", blob_type.as_str()),
             )
         })?;
-        let pack_name = loc.pack.to_hex();
-        let from_backend = || {
-            let bytes = self.backend.read_range(
-                FileType::Pack,
-                &pack_name,
-                u64::from(loc.offset),
-                loc.stored_len,
-            )?;
-            envelope::decode_blob(&self.key, blob_type, id, &bytes, loc.raw_len)
-                .map_err(|e| e.context(format_args!("pack {}", loc.pack)))
+        let span = BlobSpan {
+            blob_type,
+            id: *id,
+            offset: loc.offset,
+            stored_len: loc.stored_len,
+            raw_len: loc.raw_len,
         };
-        match (&self.cache, blob_type) {
-            (Some(cache), BlobType::Tree) => {
-                let bytes = cache.read_pack_range(
-                    self.backend.as_ref(),
-                    &pack_name,
-                    loc.offset,
-                    loc.stored_len,
-                )?;
-                match envelope::decode_blob(&self.key, blob_type, id, &bytes, loc.raw_len) {
-                    Ok(raw) => Ok(raw),
-                    // A damaged cache copy must not pass for a damaged repository.
-                    Err(_) => {
-                        cache.remove(FileType::Pack, &pack_name);
-                        from_backend()
-                    }
-                }
-            }
-            _ => from_backend(),
-        }
+        self.pack_reader().read_blob(&loc.pack, &span)
     }
 
     /// Reads a tree blob (cached).
