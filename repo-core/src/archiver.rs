@@ -16,30 +16,26 @@
 //! it, and the index before the snapshot. A failure or cancellation at any point leaves only
 //! unreferenced packs.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
-use crate::backend::FileType;
 use crate::chunker::{Chunker, ChunkerParams};
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::envelope;
-use crate::format::index::{IndexBlob, IndexFile, IndexPack};
-use crate::format::pack::{self, PackEntry};
 use crate::format::snapshot::{SnapshotFile, SnapshotSummary};
 use crate::format::tree::{Node, NodeKind, TreeCursor, TreeEncoder};
-use crate::format::{BlobType, MAX_PACK_BLOBS};
-use crate::id::{BlobId, Id, PackId, SnapshotId};
+use crate::format::BlobType;
+use crate::id::{BlobId, SnapshotId};
 use crate::lock::LockMode;
+use crate::pack::{Abort, BlobQueue, PackWriter};
 use crate::progress::{OpCtx, Phase, ProgressEvent};
 use crate::repository::{now_ns, Indexed, Repository, Snapshot};
 use crate::source::{self, DirStack, EnterError, Meta, OPEN_WINDOW};
@@ -162,90 +158,22 @@ struct FileResult {
     result: Result<FileDone>,
 }
 
-struct NewBlob {
-    blob_type: BlobType,
-    id: BlobId,
-    raw: Vec<u8>,
-}
-
-struct SealedBlob {
-    blob_type: BlobType,
-    id: BlobId,
-    raw_len: u32,
-    stored: Vec<u8>,
-}
-
-struct SealedPack {
-    id: PackId,
-    bytes: Vec<u8>,
-    index: IndexPack,
-}
-
-/// State shared by the pipeline stages.
+/// What every backup stage reads: the repository, the operation context, the abort handle
+/// shared with the pack writer, and the bytes-read counter.
 struct Shared<'r> {
     repo: &'r Repository<Indexed>,
     ctx: OpCtx<'r>,
-    /// Blobs this run has already queued: together with the index, the dedup set.
-    session: Mutex<HashSet<BlobId>>,
-    failed: AtomicBool,
-    error: Mutex<Option<Error>>,
+    abort: &'r Abort<'r>,
     bytes_read: AtomicU64,
-    bytes_added: AtomicU64,
-    blobs_added: AtomicU64,
-    level: i32,
-    dry_run: bool,
-    new_packs: Mutex<Vec<IndexPack>>,
 }
 
 impl Shared<'_> {
     fn fail(&self, e: Error) {
-        let mut slot = self
-            .error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if slot.is_none() {
-            *slot = Some(e);
-        }
-        self.failed.store(true, Ordering::SeqCst);
+        self.abort.fail(e);
     }
 
     fn failed(&self) -> bool {
-        self.failed.load(Ordering::Relaxed) || self.ctx.cancel.is_cancelled()
-    }
-
-    /// Queues a blob unless the index or this run already has it. Returns its id.
-    fn save(&self, tx: &Sender<NewBlob>, blob_type: BlobType, raw: Vec<u8>) -> BlobId {
-        let id = self.repo.master_key().blob_id(&raw);
-        self.save_with_id(tx, blob_type, id, || raw);
-        id
-    }
-
-    fn save_with_id(
-        &self,
-        tx: &Sender<NewBlob>,
-        blob_type: BlobType,
-        id: BlobId,
-        raw: impl FnOnce() -> Vec<u8>,
-    ) {
-        if self.repo.index().contains(blob_type, &id) {
-            return;
-        }
-        let fresh = self
-            .session
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id);
-        if fresh
-            && tx
-                .send(NewBlob {
-                    blob_type,
-                    id,
-                    raw: raw(),
-                })
-                .is_err()
-        {
-            self.fail(Error::internal("blob pipeline closed early"));
-        }
+        self.abort.failed()
     }
 }
 
@@ -958,7 +886,7 @@ fn read_file(
     shared: &Shared<'_>,
     chunker: &mut Chunker,
     job: &FileJob,
-    blob_tx: &Sender<NewBlob>,
+    queue: &BlobQueue<'_>,
 ) -> Result<FileDone> {
     let path = job.path.as_path();
     // Fewer allocated blocks than the size needs: the file has holes.
@@ -980,7 +908,7 @@ fn read_file(
         };
         let id = key.blob_id(chunk);
         let len = chunk.len() as u64;
-        shared.save_with_id(blob_tx, BlobType::Data, id, || chunk.to_vec());
+        queue.save_with_id(BlobType::Data, id, || chunk.to_vec());
         content.push(id);
         bytes += len;
         let _ = shared.bytes_read.fetch_add(len, Ordering::Relaxed);
@@ -1009,193 +937,6 @@ fn read_file(
         bytes: 0,
     });
     Ok(FileDone { content, bytes })
-}
-
-/// Compresses and encrypts a blob, then checks that the result opens and decompresses to
-/// exactly `raw` (verify before upload, spec/09-invariants.md).
-fn seal_blob(
-    shared: &Shared<'_>,
-    blob_type: BlobType,
-    id: BlobId,
-    raw: &[u8],
-) -> Result<SealedBlob> {
-    let key = shared.repo.master_key();
-    let stored = envelope::encode_blob(key, blob_type, &id, raw, shared.level)?;
-    envelope::verify_blob(key, blob_type, &id, &stored, raw)?;
-    Ok(SealedBlob {
-        blob_type,
-        id,
-        raw_len: u32::try_from(raw.len()).map_err(|_| Error::internal("blob larger than 4 GiB"))?,
-        stored,
-    })
-}
-
-/// Appends sealed blobs to one pack of one blob type.
-struct PackBuilder {
-    blob_type: BlobType,
-    buf: Vec<u8>,
-    entries: Vec<PackEntry>,
-}
-
-impl PackBuilder {
-    fn new(blob_type: BlobType) -> Self {
-        Self {
-            blob_type,
-            buf: Vec::new(),
-            entries: Vec::new(),
-        }
-    }
-
-    fn add(&mut self, blob: SealedBlob, target: usize) -> Result<()> {
-        let stored_len = u32::try_from(blob.stored.len())
-            .map_err(|_| Error::internal("blob larger than 4 GiB"))?;
-        if self.buf.capacity() == 0 {
-            // A pack ends at the first blob that reaches the target, so it never needs more than
-            // the target plus one blob and its header: reserving that avoids reallocating (and
-            // briefly holding) a second copy. Untouched reserved pages cost no memory.
-            self.buf
-                .reserve_exact(target + blob.stored.len().max(16 << 20) + (1 << 20));
-        }
-        self.buf.extend_from_slice(&blob.stored);
-        self.entries.push(PackEntry {
-            blob_type: blob.blob_type,
-            id: blob.id,
-            stored_len,
-            raw_len: blob.raw_len,
-        });
-        Ok(())
-    }
-
-    fn full(&self, target: usize) -> bool {
-        self.buf.len() >= target || self.entries.len() >= MAX_PACK_BLOBS
-    }
-
-    /// Seals the pack: header, trailer, id. Verifies the header decodes before it leaves.
-    fn seal(&mut self, shared: &Shared<'_>) -> Result<Option<SealedPack>> {
-        if self.entries.is_empty() {
-            return Ok(None);
-        }
-        let key = shared.repo.master_key();
-        let header = pack::encode_header(key, &self.entries)?;
-        let mut bytes = std::mem::take(&mut self.buf);
-        bytes.extend_from_slice(&header);
-        let entries = std::mem::take(&mut self.entries);
-        let id = PackId(Id::hash(&bytes));
-        let decoded = pack::decode_pack(key, &bytes, &format_args!("new pack {id}"))?;
-        if decoded.len() != entries.len()
-            || decoded.iter().zip(&entries).any(|(d, e)| d.entry != *e)
-        {
-            return Err(Error::internal(format!(
-                "new pack {id} failed verification before upload"
-            )));
-        }
-        let blobs = decoded
-            .iter()
-            .map(|d| IndexBlob {
-                blob_type: self.blob_type,
-                id: d.entry.id,
-                offset: d.offset,
-                stored_len: d.entry.stored_len,
-                raw_len: d.entry.raw_len,
-            })
-            .collect();
-        Ok(Some(SealedPack {
-            id,
-            index: IndexPack {
-                id,
-                size: bytes.len() as u64,
-                blobs,
-            },
-            bytes,
-        }))
-    }
-}
-
-fn packer(shared: &Shared<'_>, rx: Receiver<SealedBlob>, tx: Sender<SealedPack>, target: usize) {
-    let mut data = PackBuilder::new(BlobType::Data);
-    let mut trees = PackBuilder::new(BlobType::Tree);
-    let step = |b: &mut PackBuilder, force: bool| -> Result<()> {
-        if force || b.full(target) {
-            if let Some(p) = b.seal(shared)? {
-                tx.send(p)
-                    .map_err(|_| Error::internal("upload pipeline closed early"))?;
-            }
-        }
-        Ok(())
-    };
-    for blob in rx {
-        if shared.failed() {
-            continue;
-        }
-        let b = if blob.blob_type == BlobType::Data {
-            &mut data
-        } else {
-            &mut trees
-        };
-        if let Err(e) = b.add(blob, target).and_then(|()| step(b, false)) {
-            shared.fail(e);
-        }
-    }
-    if !shared.failed() {
-        if let Err(e) = step(&mut data, true).and_then(|()| step(&mut trees, true)) {
-            shared.fail(e);
-        }
-    }
-}
-
-fn uploader(shared: &Shared<'_>, rx: &Receiver<SealedPack>) {
-    for pack in rx {
-        if shared.failed() {
-            continue;
-        }
-        let result = if shared.dry_run {
-            Ok(())
-        } else {
-            upload(shared, &pack.id.to_hex(), &pack.bytes)
-        };
-        match result {
-            Ok(()) => {
-                let stored: u64 = pack
-                    .index
-                    .blobs
-                    .iter()
-                    .map(|b| u64::from(b.stored_len))
-                    .sum();
-                let _ = shared.bytes_added.fetch_add(stored, Ordering::Relaxed);
-                let _ = shared
-                    .blobs_added
-                    .fetch_add(pack.index.blobs.len() as u64, Ordering::Relaxed);
-                shared
-                    .new_packs
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push(pack.index);
-            }
-            Err(e) => shared.fail(e.context(format_args!("upload pack {}", pack.id))),
-        }
-    }
-}
-
-/// Uploads a pack and confirms that the stored object has its full length (a short or empty
-/// object reported as written is a known failure of some storage stacks). Transient failures
-/// are retried by the repository's retry layer.
-fn upload(shared: &Shared<'_>, name: &str, bytes: &[u8]) -> Result<()> {
-    let backend = shared.repo.backend();
-    let mut attempt = 1;
-    loop {
-        backend.write(FileType::Pack, name, bytes)?;
-        let stored = backend.size(FileType::Pack, name)?;
-        if stored == bytes.len() as u64 {
-            return Ok(());
-        }
-        if attempt == 3 || shared.ctx.cancel.is_cancelled() {
-            return Err(Error::backend(
-                format!("pack {}: storage holds {stored} of {} bytes after the upload ({attempt} attempts)", crate::repository::short(name), bytes.len()),
-                false,
-            ));
-        }
-        attempt += 1;
-    }
 }
 
 /// Counts files and bytes under the sources for the progress ETA.
@@ -1340,7 +1081,7 @@ struct Frame {
 
 struct Collector<'s, 'r> {
     shared: &'s Shared<'r>,
-    blob_tx: Sender<NewBlob>,
+    queue: BlobQueue<'s>,
     results: Receiver<FileResult>,
     early: HashMap<u64, FileResult>,
     stats: SnapshotSummary,
@@ -1448,9 +1189,7 @@ impl Collector<'_, '_> {
     }
 
     fn save_tree(&mut self, nodes: TreeEncoder) -> Result<BlobId> {
-        Ok(self
-            .shared
-            .save(&self.blob_tx, BlobType::Tree, nodes.finish()))
+        Ok(self.queue.save(BlobType::Tree, nodes.finish()))
     }
 }
 
@@ -1525,19 +1264,14 @@ impl Repository<Indexed> {
             None => None,
         };
 
+        let abort = Abort::new(ctx.cancel);
         let shared = Shared {
             repo: self,
             ctx: *ctx,
-            session: Mutex::new(HashSet::new()),
-            failed: AtomicBool::new(false),
-            error: Mutex::new(None),
+            abort: &abort,
             bytes_read: AtomicU64::new(0),
-            bytes_added: AtomicU64::new(0),
-            blobs_added: AtomicU64::new(0),
-            level,
-            dry_run: opts.dry_run,
-            new_packs: Mutex::new(Vec::new()),
         };
+        let writer = PackWriter::new(self, &abort, level, opts.dry_run);
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         let chunker_params = ChunkerParams {
             min: self.config().chunk_min,
@@ -1545,7 +1279,6 @@ impl Repository<Indexed> {
             max: self.config().chunk_max,
         };
         let seed = self.master_key().chunker_seed();
-        let target = self.config().pack_size as usize;
 
         ctx.progress.event(&ProgressEvent::PhaseStarted {
             phase: Phase::Backup,
@@ -1556,15 +1289,11 @@ impl Repository<Indexed> {
         let (job_tx, job_rx) = bounded::<FileJob>(128);
         let (ev_tx, ev_rx) = bounded::<Event>(4096);
         let (res_tx, res_rx) = unbounded::<FileResult>();
-        let (blob_tx, blob_rx) = bounded::<NewBlob>(cores * 2);
-        let (sealed_tx, sealed_rx) = bounded::<SealedBlob>(cores * 2);
-        // A rendezvous channel: a sealed pack waits in the packer until an uploader is free,
-        // so at most one pack is being filled and one per uploader is in flight.
-        let (pack_tx, pack_rx) = bounded::<SealedPack>(0);
 
         let mut walker_skipped = Vec::new();
         let outcome: Result<Collected> = std::thread::scope(|s| {
             let shared = &shared;
+            let queue = writer.start(s, cores);
             if opts.scan {
                 let excluder = &excluder;
                 let roots = &roots;
@@ -1613,14 +1342,14 @@ impl Repository<Indexed> {
             for _ in 0..readers {
                 let job_rx = job_rx.clone();
                 let res_tx = res_tx.clone();
-                let blob_tx = blob_tx.clone();
+                let queue = queue.clone();
                 let _ = s.spawn(move || {
                     let mut chunker = Chunker::new(chunker_params, seed);
                     for job in job_rx {
                         let result = if shared.failed() {
                             Err(Error::cancelled())
                         } else {
-                            read_file(shared, &mut chunker, &job, &blob_tx)
+                            read_file(shared, &mut chunker, &job, &queue)
                         };
                         let _ = res_tx.send(FileResult {
                             ticket: job.ticket,
@@ -1631,36 +1360,10 @@ impl Repository<Indexed> {
                 });
             }
             drop((job_rx, res_tx));
-            for _ in 0..cores {
-                let blob_rx = blob_rx.clone();
-                let sealed_tx = sealed_tx.clone();
-                let _ = s.spawn(move || {
-                    for b in blob_rx {
-                        if shared.failed() {
-                            continue;
-                        }
-                        match seal_blob(shared, b.blob_type, b.id, &b.raw) {
-                            Ok(sealed) => {
-                                if sealed_tx.send(sealed).is_err() {
-                                    shared.fail(Error::internal("packer stopped early"));
-                                }
-                            }
-                            Err(e) => shared.fail(e),
-                        }
-                    }
-                });
-            }
-            drop((blob_rx, sealed_tx));
-            let _ = s.spawn(move || packer(shared, sealed_rx, pack_tx, target));
-            for _ in 0..2 {
-                let pack_rx = pack_rx.clone();
-                let _ = s.spawn(move || uploader(shared, &pack_rx));
-            }
-            drop(pack_rx);
 
             let mut collector = Collector {
                 shared,
-                blob_tx,
+                queue,
                 results: res_rx,
                 early: HashMap::new(),
                 stats: SnapshotSummary::default(),
@@ -1680,21 +1383,19 @@ impl Repository<Indexed> {
             phase: Phase::Backup,
         });
 
-        if let Some(e) = shared
-            .error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        {
+        if let Some(e) = abort.take_error() {
             return Err(e);
         }
         ctx.cancel.check()?;
         let (root, mut stats, mut skipped) = outcome?;
+        // Packs, then index, then snapshot: the snapshot only ever references indexed, stored
+        // blobs. A dry run writes no index.
+        let written = writer.finish()?;
         skipped.extend(walker_skipped);
         skipped.sort();
         stats.bytes_read = shared.bytes_read.load(Ordering::Relaxed);
-        stats.bytes_added = shared.bytes_added.load(Ordering::Relaxed);
-        stats.blobs_added = shared.blobs_added.load(Ordering::Relaxed);
+        stats.bytes_added = written.bytes_added;
+        stats.blobs_added = written.blobs_added;
         stats.errors_skipped = skipped.len() as u64;
         stats.started_ns = started_ns;
         stats.finished_ns = now_ns();
@@ -1707,14 +1408,6 @@ impl Repository<Indexed> {
                 skipped,
             });
         }
-        // Index, then snapshot: the snapshot only ever references indexed, stored blobs.
-        let packs = std::mem::take(
-            &mut *shared
-                .new_packs
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        self.write_index_files(packs)?;
         let snapshot = SnapshotFile {
             time_ns: opts.time_ns.unwrap_or(started_ns),
             hostname,
@@ -1734,23 +1427,5 @@ impl Repository<Indexed> {
             stats,
             skipped,
         })
-    }
-
-    /// Writes index files for new packs, at most 200,000 blobs per file.
-    pub(crate) fn write_index_files(&self, packs: Vec<IndexPack>) -> Result<()> {
-        let mut file = IndexFile::default();
-        let mut n = 0;
-        for p in packs {
-            n += p.blobs.len();
-            file.packs.push(p);
-            if n >= 200_000 {
-                let _ = self.save_index(&std::mem::take(&mut file))?;
-                n = 0;
-            }
-        }
-        if !file.packs.is_empty() {
-            let _ = self.save_index(&file)?;
-        }
-        Ok(())
     }
 }

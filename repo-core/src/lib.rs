@@ -53,6 +53,7 @@ pub mod id;
 pub mod index;
 mod inspect;
 pub mod lock;
+mod pack;
 mod progress;
 mod repository;
 mod restore_fs;
