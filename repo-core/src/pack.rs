@@ -1,6 +1,12 @@
-//! Packs as seen from above the format: reading blobs out of them ([`reader`]).
+//! Packs above the format layer: the one way blobs go into packs and the one way they come out.
 //!
-//! The byte layout of a pack lives in [`crate::format::pack`] (spec/04-pack.md); this module
-//! combines it with the backend, the key and the local cache.
+//! [`writer`] seals blobs (compress, encrypt, verify before upload), fills and uploads packs and
+//! writes the index files that list them; [`reader`] reads runs of ranges out of one pack and
+//! decrypts, verifies and decompresses each blob, through the local cache where the caller
+//! allows it. The byte layout lives in [`crate::format::pack`] (spec/04-pack.md, spec/05-index.md;
+//! write order in spec/09-invariants.md).
 
 pub(crate) mod reader;
+mod writer;
+
+pub(crate) use writer::{Abort, BlobQueue, PackWriter};
