@@ -2,8 +2,6 @@
 //! readers' results, counts the snapshot summary and records skipped entries.
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use crossbeam_channel::Receiver;
