@@ -370,3 +370,13 @@ pub fn open_to_others(env: &Env) {
 pub fn chown_nobody(path: &Path) {
     std::os::unix::fs::lchown(path, Some(65534), Some(65534)).unwrap();
 }
+
+/// Gives `root` and everything below it (symlinks not followed) to nobody.
+pub fn chown_tree_nobody(root: &Path) {
+    chown_nobody(root);
+    if fs::symlink_metadata(root).unwrap().is_dir() {
+        for e in fs::read_dir(root).unwrap() {
+            chown_tree_nobody(&e.unwrap().path());
+        }
+    }
+}
