@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-struct Rng(u64);
+/// The kit's generator, seeded from the clock or `CAIRN_CRASH_SEED`.
+struct Rng(repo_testkit::Xorshift);
 
 impl Rng {
     fn new() -> Self {
@@ -30,25 +31,18 @@ impl Rng {
                     | 1
             });
         eprintln!("crash test seed: CAIRN_CRASH_SEED={seed}");
-        Self(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+        Self(repo_testkit::Xorshift::new(seed))
     }
 
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.0.below(n)
     }
 
     fn bytes(&mut self, len: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(len + 8);
         while out.len() < len {
             // Half compressible text, half noise, so packs fill at a realistic pace.
-            let x = self.next();
+            let x = self.0.next_u64();
             if x.is_multiple_of(2) {
                 out.extend_from_slice(&x.to_le_bytes());
             } else {
