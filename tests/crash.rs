@@ -1,5 +1,6 @@
 //! Crash consistency of every command that writes: `cairn backup` and `cairn init` are killed
-//! with SIGKILL at random moments, and then:
+//! with SIGKILL at random moments (the backup test goes on until at least one kill landed
+//! while the backup ran in the repository, before its snapshot), and then:
 //! - the repository opens;
 //! - `check` is clean apart from unreferenced packs (what an interrupted backup leaves);
 //! - every listed snapshot restores byte-identical to the source state it captured;
@@ -15,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-struct Rng(u64);
+/// The kit's generator, seeded from the clock or `CAIRN_CRASH_SEED`.
+struct Rng(repo_testkit::Xorshift);
 
 impl Rng {
     fn new() -> Self {
@@ -29,25 +31,18 @@ impl Rng {
                     | 1
             });
         eprintln!("crash test seed: CAIRN_CRASH_SEED={seed}");
-        Self(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+        Self(repo_testkit::Xorshift::new(seed))
     }
 
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.0.below(n)
     }
 
     fn bytes(&mut self, len: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(len + 8);
         while out.len() < len {
             // Half compressible text, half noise, so packs fill at a realistic pace.
-            let x = self.next();
+            let x = self.0.next_u64();
             if x.is_multiple_of(2) {
                 out.extend_from_slice(&x.to_le_bytes());
             } else {
@@ -115,6 +110,22 @@ fn kill_at_random(cmd: &mut Command, rng: &mut Rng, max: Duration) -> bool {
     let _ = child.kill();
     let _ = child.wait();
     finished
+}
+
+/// The number of files below `dir` (recursively).
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .map(|e| {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    count_files(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    })
 }
 
 /// Source contents: relative path → bytes.
@@ -233,10 +244,16 @@ fn crash_backup_at_random_moments_keeps_every_snapshot_restorable() {
     ok(cairn(&repo).args(["backup", "--tag", "gen-0"]).arg(&src));
     let duration = start.elapsed().max(Duration::from_millis(50));
 
+    // `iterations()` backups, and more (up to 20 extra) until a kill landed mid-backup: the
+    // process was killed before it exited, after it had taken its lock in the repository (the
+    // lock file stays behind), and before it saved its snapshot. Without one, the test would
+    // not have tested a crash. Kills after packs were stored are counted too.
     let n = iterations();
-    let mut killed = 0;
+    let (mut killed, mut mid_backup, mut after_packs) = (0, 0, 0);
     let mut duration = duration;
-    for generation in 1..=n {
+    let mut generation = 0;
+    while generation < n || (mid_backup == 0 && generation < n + 20) {
+        generation += 1;
         mutate_source(&src, &mut rng, generation);
         let tag = format!("gen-{generation}");
         let _ = generations.insert(tag.clone(), read_tree(&src));
@@ -249,21 +266,46 @@ fn crash_backup_at_random_moments_keeps_every_snapshot_restorable() {
             ok(&mut cmd);
             duration = start.elapsed();
         } else {
+            let (locks_before, packs_before) = (
+                count_files(&repo.join("locks")),
+                count_files(&repo.join("data")),
+            );
             let finished = kill_at_random(&mut cmd, &mut rng, duration * 13 / 10);
             killed += usize::from(!finished);
+            let saved = snapshots(&repo).iter().any(|s| {
+                s["tags"]
+                    .as_array()
+                    .is_some_and(|t| t.contains(&tag.as_str().into()))
+            });
+            assert!(!finished || saved, "{tag} finished but saved no snapshot");
+            // A lock left behind: the backup was running in the repository when it died.
+            if !finished && !saved && count_files(&repo.join("locks")) > locks_before {
+                mid_backup += 1;
+                if count_files(&repo.join("data")) > packs_before {
+                    after_packs += 1;
+                }
+            }
         }
-        // Check thoroughly every few iterations and at the end; the long run checks often.
-        if generation % 3 == 0 || generation == n {
+        // Check thoroughly every few iterations; the long run checks often.
+        if generation % 3 == 0 {
             assert_repository_healthy(&repo, &src, &generations, &scratch);
         }
     }
-    eprintln!("{killed} of {n} backups were killed before they finished");
+    eprintln!(
+        "{killed} of {generation} backups were killed before they finished, \
+         {mid_backup} in the repository before saving a snapshot ({after_packs} after storing \
+         packs)"
+    );
+    assert!(
+        mid_backup > 0,
+        "no kill landed mid-backup in {generation} backups"
+    );
+    assert_repository_healthy(&repo, &src, &generations, &scratch);
     // A new backup after all the crashes succeeds and restores.
-    mutate_source(&src, &mut rng, n + 1);
-    let _ = generations.insert(format!("gen-{}", n + 1), read_tree(&src));
-    ok(cairn(&repo)
-        .args(["backup", "--tag", &format!("gen-{}", n + 1)])
-        .arg(&src));
+    let last = format!("gen-{}", generation + 1);
+    mutate_source(&src, &mut rng, generation + 1);
+    let _ = generations.insert(last.clone(), read_tree(&src));
+    ok(cairn(&repo).args(["backup", "--tag", &last]).arg(&src));
     assert_repository_healthy(&repo, &src, &generations, &scratch);
 }
 

@@ -1,4 +1,5 @@
-//! A local cache of immutable repository files: index and snapshot files, and whole tree packs.
+//! Implements spec/11-cache.md: a local cache of immutable repository files: index and
+//! snapshot files, and whole tree packs.
 //!
 //! Every cached file is named by the hash of its content, so a cached copy is either exactly
 //! right or detectably wrong: whole index and snapshot files are re-hashed each time they are

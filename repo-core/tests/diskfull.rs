@@ -13,8 +13,9 @@ mod fixture;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use fixture::{ctx, random_bytes, write, Fixture, Tmpfs};
+use fixture::{ctx, random_bytes, write, Fixture};
 use repo_core::{BackupOptions, ErrorKind, Overwrite, RestoreOptions};
+use repo_testkit::Tmpfs;
 
 /// About 6 MiB that compression cannot shrink: six 1 MiB files and 100 small ones.
 fn source(root: &Path) -> PathBuf {

@@ -227,17 +227,8 @@ fn source(dir: &Path, seed: u8) {
 
 /// The layout of [`source`] with incompressible content: about 3 MiB, so several packs.
 fn random_source(dir: &Path, seed: u64) {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut noise = |len: usize| -> Vec<u8> {
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 32) as u8
-            })
-            .collect()
-    };
+    let mut rng = repo_testkit::Xorshift::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut noise = |len: usize| rng.bytes(len);
     std::fs::create_dir_all(dir.join("sub")).unwrap();
     for i in 0..5u8 {
         std::fs::write(dir.join("sub").join(format!("f{i}")), noise(600_000)).unwrap();

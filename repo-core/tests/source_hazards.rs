@@ -130,12 +130,33 @@ fn backups_of_a_changing_tree_finish_and_restore_what_they_read() {
             }
         })
     };
+    // Six backups at least, and more until one of them saw a file change while it read it
+    // (the reader's warning): the test proves that the source changed under a backup.
     let mut snapshots = Vec::new();
-    for _ in 0..6 {
-        let (summary, snap) = fx.backup(&[src.as_path()], &BackupOptions::default());
+    let mut changed_while_read = 0;
+    while snapshots.len() < 6 || (changed_while_read == 0 && snapshots.len() < 60) {
+        let notes = Notes::default();
+        let cancel = repo_core::CancelToken::new();
+        let summary = fx
+            .backup_with(
+                &repo_core::OpCtx::new(&notes, &cancel),
+                &[src.as_path()],
+                &BackupOptions::default(),
+            )
+            .unwrap_or_else(|e| panic!("backup of a changing tree failed: {e}"));
         assert_eq!(summary.stats.errors_skipped as usize, summary.skipped.len());
-        snapshots.push(snap);
+        changed_while_read += notes
+            .take()
+            .iter()
+            .filter(|(_, m)| m.contains("changed while it was read"))
+            .count();
+        snapshots.push(fx.snapshot(&summary.snapshot.unwrap()));
     }
+    assert!(
+        changed_while_read > 0,
+        "no file changed while a backup read it in {} backups",
+        snapshots.len()
+    );
     done.store(true, Ordering::Relaxed);
     watchdog.join().unwrap();
     stop.store(true, Ordering::Relaxed);
@@ -147,10 +168,17 @@ fn backups_of_a_changing_tree_finish_and_restore_what_they_read() {
         let target = tmp.path().join(format!("restore-{n}"));
         let mut opts = RestoreOptions::default();
         opts.subpath = Some(src.clone());
+        // Verification reads the restored files back against the snapshot.
+        opts.verify = true;
         let summary = fx
             .restore(snap, &opts, &target)
             .unwrap_or_else(|e| panic!("restore of snapshot {n} failed: {e}"));
-        assert!(summary.verify_failures.is_empty());
+        assert!(
+            summary.verify_failures.is_empty(),
+            "snapshot {n}: {:?}",
+            summary.verify_failures
+        );
+        assert!(summary.files_verified > 0, "snapshot {n}: nothing verified");
         for i in 0..FILES {
             let p = target.join(format!("f{i:02}"));
             if let Ok(got) = fs::read(&p) {

@@ -8,7 +8,8 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::support::{
-    arg, assert_same_tree, is_root, json_lines, one_error_line, text, write_sample_tree, Env,
+    arg, as_nobody, assert_same_tree, chown_tree_nobody, is_root, json_lines, one_error_line,
+    open_to_others, text, write_sample_tree, Env,
 };
 
 #[test]
@@ -96,19 +97,22 @@ fn unreadable_file_is_skipped_with_exit_3() {
     fs::write(&secret, b"no access").unwrap();
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
     env.init();
-    let out = env.run(&["backup", arg(&src)]);
-    if is_root() {
-        // Root reads the file whatever its mode: nothing is skipped.
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = if is_root() {
+        // Root reads the file whatever its mode: the backup runs as nobody, who owns
+        // everything here but cannot read a file of mode 000.
+        open_to_others(&env);
+        chown_tree_nobody(&env.path(""));
+        as_nobody(&env, &["backup", arg(&src)])
     } else {
-        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
-        let err = text(&out.stderr);
-        assert!(
-            err.lines()
-                .any(|l| l.starts_with("warning: ") && l.contains("secret.txt")),
-            "{err}"
-        );
-    }
+        env.run(&["backup", arg(&src)])
+    };
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("warning: ") && l.contains("secret.txt")),
+        "{err}"
+    );
     assert_eq!(env.snapshots().len(), 1, "the snapshot is saved either way");
 }
 
@@ -135,20 +139,178 @@ fn json_outputs_parse() {
     let report = json_lines(&out.stdout).pop().unwrap();
     assert_eq!(report["clean"], true, "{report}");
 
-    for args in [
-        &["stats", "--json"][..],
-        &["ls", "latest", "--json"],
-        &["find", "*.md", "--json"],
-        &["diff", &id, "latest", "--json"],
-        &["cat", "config"],
-        &["cat", "snapshot", &id[..8]],
-        &["unlock", "--json"],
-    ] {
-        let out = env.ok(args);
-        let lines = json_lines(&out.stdout);
-        assert!(!lines.is_empty(), "{args:?} printed nothing");
+    // A second snapshot with a known difference: one file changed, one removed, one added.
+    fs::write(src.join("hello.txt"), b"hello again, world\n").unwrap();
+    fs::remove_file(src.join("docs/deeper/notes.md")).unwrap();
+    fs::write(src.join("added.md"), b"new\n").unwrap();
+    let out = env.ok(&["backup", arg(&src), "--json"]);
+    let second = json_lines(&out.stdout).pop().unwrap();
+    has_fields(
+        &second,
+        &[
+            "message_type",
+            "dry_run",
+            "snapshot_id",
+            "parent_id",
+            "files_new",
+            "files_changed",
+            "files_unmodified",
+            "dirs",
+            "others",
+            "bytes_read",
+            "bytes_total",
+            "bytes_added",
+            "blobs_added",
+            "errors_skipped",
+            "duration_seconds",
+            "skipped",
+        ],
+    );
+    assert_eq!(second["parent_id"], id.as_str(), "{second}");
+    assert_eq!(second["files_new"], 1, "{second}");
+    assert_eq!(second["files_changed"], 1, "{second}");
+    assert_eq!(second["files_unmodified"], 4, "{second}");
+    assert_eq!(second["errors_skipped"], 0, "{second}");
+    let id2 = second["snapshot_id"].as_str().unwrap().to_string();
+
+    let diff = single(&env.ok(&["diff", &id, &id2, "--json"]));
+    has_fields(
+        &diff,
+        &[
+            "snapshot_a",
+            "snapshot_b",
+            "added",
+            "removed",
+            "modified",
+            "metadata",
+            "changes",
+        ],
+    );
+    assert_eq!(diff["snapshot_a"], id.as_str());
+    assert_eq!(diff["snapshot_b"], id2.as_str());
+    let base = src.display().to_string();
+    let changes: Vec<(String, String)> = diff["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] != "metadata")
+        .map(|c| {
+            (
+                c["kind"].as_str().unwrap().to_string(),
+                c["path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            ("added".to_string(), format!("{base}/added.md")),
+            (
+                "removed".to_string(),
+                format!("{base}/docs/deeper/notes.md")
+            ),
+            ("modified".to_string(), format!("{base}/hello.txt")),
+        ],
+        "{diff}"
+    );
+    assert_eq!(
+        (&diff["added"], &diff["removed"], &diff["modified"]),
+        (&Value::from(1), &Value::from(1), &Value::from(1)),
+        "{diff}"
+    );
+    // Identical snapshots differ in nothing.
+    let same = single(&env.ok(&["diff", &id2, "latest", "--json"]));
+    assert_eq!(same["changes"], serde_json::json!([]), "{same}");
+
+    let stats = single(&env.ok(&["stats", "--json"]));
+    has_fields(
+        &stats,
+        &[
+            "snapshots",
+            "files",
+            "restore_size",
+            "unique_blobs",
+            "raw_size",
+            "stored_size",
+            "repository_size",
+            "dedup_ratio",
+            "compression_ratio",
+        ],
+    );
+    assert_eq!(stats["snapshots"], 2, "{stats}");
+
+    let ls = json_lines(&env.ok(&["ls", &id2, "--json"]).stdout);
+    assert_eq!(ls[0]["message_type"], "snapshot", "{}", ls[0]);
+    assert_eq!(ls[0]["id"], id2.as_str());
+    assert_eq!(ls[0]["parent"], id.as_str());
+    has_fields(
+        &ls[0],
+        &[
+            "id", "short_id", "time", "hostname", "username", "paths", "tags", "tree", "summary",
+        ],
+    );
+    let nodes: Vec<&Value> = ls[1..].iter().collect();
+    for n in &nodes {
+        assert_eq!(n["message_type"], "node", "{n}");
+        // Names that are not UTF-8 come as `*_hex` (README).
+        for f in ["name", "path"] {
+            assert!(
+                n.get(f).is_some() || n.get(format!("{f}_hex")).is_some(),
+                "no {f} in {n}"
+            );
+        }
+        has_fields(
+            n,
+            &["type", "mode", "permissions", "mtime", "size", "uid", "gid"],
+        );
     }
-    let out = env.ok(&["cat", "tree", &format!("latest:{}", src.display())]);
+    assert!(nodes.iter().any(|n| n["name_hex"] == "636166e92e747874"));
+    let paths: Vec<&str> = nodes.iter().filter_map(|n| n["path"].as_str()).collect();
+    assert!(
+        paths.contains(&format!("{base}/added.md").as_str()),
+        "{paths:?}"
+    );
+    assert!(
+        !paths.contains(&format!("{base}/docs/deeper/notes.md").as_str()),
+        "{paths:?}"
+    );
+
+    let found = single(&env.ok(&["find", "*.md", "--json"]));
+    let per_snapshot: Vec<(String, Vec<String>)> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            has_fields(s, &["snapshot", "time", "hostname", "paths", "matches"]);
+            let mut names: Vec<String> = s["matches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["name"].as_str().unwrap().to_string())
+                .collect();
+            names.sort();
+            (s["snapshot"].as_str().unwrap().to_string(), names)
+        })
+        .collect();
+    assert_eq!(
+        per_snapshot,
+        vec![
+            (id.clone(), vec!["notes.md".to_string()]),
+            (id2.clone(), vec!["added.md".to_string()]),
+        ],
+        "{found}"
+    );
+
+    let unlock = single(&env.ok(&["unlock", "--json"]));
+    assert_eq!(unlock["removed"], 0, "{unlock}");
+    let config = single(&env.ok(&["cat", "config"]));
+    has_fields(
+        &config,
+        &["chunk_min", "chunk_avg", "chunk_max", "compression_level"],
+    );
+    let snap = single(&env.ok(&["cat", "snapshot", &id[..8]]));
+    assert_eq!(snap["tags"], serde_json::json!(["a", "b"]), "{snap}");
+    let out = env.ok(&["cat", "tree", &format!("{id}:{}", src.display())]);
     let tree: Value = serde_json::from_slice(&out.stdout).unwrap();
     let nodes = tree["nodes"].as_array().unwrap();
     assert!(
@@ -157,7 +319,7 @@ fn json_outputs_parse() {
     );
 
     let target = env.path("target");
-    let spec = format!("latest:{}", src.display());
+    let spec = format!("{id}:{}", src.display());
     let out = env.ok(&["restore", &spec, "--target", arg(&target), "--json"]);
     let summary = json_lines(&out.stdout).pop().unwrap();
     assert_eq!(summary["message_type"], "summary");
@@ -197,6 +359,19 @@ fn json_outputs_parse() {
         changes[0]["path"].as_str().unwrap().ends_with("added.txt"),
         "{diff}"
     );
+}
+
+/// Asserts that the JSON object `v` has each of `fields`.
+fn has_fields(v: &Value, fields: &[&str]) {
+    for f in fields {
+        assert!(v.get(f).is_some(), "no {f:?} in {v}");
+    }
+}
+
+/// The one JSON value a command printed on stdout (pretty-printed or on one line).
+fn single(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON value ({e}): {}", text(&out.stdout)))
 }
 
 #[test]

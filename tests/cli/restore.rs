@@ -10,8 +10,8 @@ use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 
 use crate::support::{
-    arg, as_nobody, assert_same_tree, chown_nobody, noise, open_to_others, summary, text,
-    tree_paths, Env,
+    arg, as_nobody, assert_same_tree, chown_nobody, chown_tree_nobody, noise, open_to_others,
+    summary, text, tree_paths, Env,
 };
 
 /// A small source tree.
@@ -400,16 +400,6 @@ fn hard_link_whose_first_name_is_left_alone_gets_its_own_copy() {
     let _ = never(&t3);
     assert_eq!(fs::read(t3.join("hard2")).unwrap(), b"linked content\n");
     assert!(tree_paths(&outside).is_empty());
-}
-
-/// Gives everything below `root` (and `root`) to nobody, not following symlinks.
-fn chown_tree_nobody(root: &Path) {
-    chown_nobody(root);
-    if fs::symlink_metadata(root).unwrap().is_dir() {
-        for e in fs::read_dir(root).unwrap() {
-            chown_tree_nobody(&e.unwrap().path());
-        }
-    }
 }
 
 /// A user without privileges restores a snapshot of read-only files and directories twice into

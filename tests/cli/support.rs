@@ -1,6 +1,6 @@
 //! Helpers for the CLI tests: [`Env`] runs `cairn` against a repository in a temporary
 //! directory with a fixed password; [`write_sample_tree`] and [`assert_same_tree`] make and
-//! compare source trees.
+//! compare source trees; the data generator and the tmpfs come from repo-testkit.
 
 use std::ffi::OsStr;
 use std::fs;
@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+pub use repo_testkit::{is_root, noise, Tmpfs};
 
 /// The password of test repositories.
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -157,19 +159,6 @@ pub fn arg(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")
 }
 
-/// Deterministic pseudo-random bytes (xorshift), so test data does not compress away.
-pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// A small tree: text, empty and multi-chunk files, nested directories, a symlink, a
 /// non-UTF-8 name and a read-only file.
 pub fn write_sample_tree(root: &Path) {
@@ -232,11 +221,6 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
     }
 }
 
-/// Whether the tests run as root (who can read files whatever their mode).
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 /// Every entry below `dir` (directories too, symlinks not followed) as sorted relative paths.
 pub fn tree_paths(dir: &Path) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
@@ -253,84 +237,6 @@ pub fn tree_paths(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut out);
     out.sort();
     out
-}
-
-/// A small tmpfs mounted for one test, unmounted when dropped: a file system that really runs
-/// full. Mounting needs root (CI runs as root); elsewhere [`Tmpfs::mount`] says the test is
-/// skipped.
-pub struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it, e.g. `8m`) at `dir`, created if
-    /// missing. `None`, after printing "skipped: needs root to mount tmpfs" to stderr, when
-    /// mounting is not permitted here.
-    pub fn mount(dir: &Path, size: &str) -> Option<Self> {
-        fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        if !is_root() {
-            eprintln!("skipped: needs root to mount tmpfs");
-            return None;
-        }
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(Self {
-                dir: dir.to_path_buf(),
-            }),
-            Ok(o) => {
-                eprintln!(
-                    "skipped: needs root to mount tmpfs (mount: {})",
-                    text(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("skipped: needs root to mount tmpfs (mount: {e})");
-                None
-            }
-        }
-    }
-
-    /// The mount point.
-    pub fn path(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Changes the size (frees space without touching the files).
-    pub fn resize(&self, size: &str) {
-        let out = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.dir)
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "remount {}: {}",
-            self.dir.display(),
-            text(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        }
-    }
 }
 
 /// `cairn ARGS` as the unprivileged user nobody (uid and gid 65534, no groups), with the
@@ -369,4 +275,14 @@ pub fn open_to_others(env: &Env) {
 /// Gives `path` (not following a symlink) to nobody.
 pub fn chown_nobody(path: &Path) {
     std::os::unix::fs::lchown(path, Some(65534), Some(65534)).unwrap();
+}
+
+/// Gives `root` and everything below it (symlinks not followed) to nobody.
+pub fn chown_tree_nobody(root: &Path) {
+    chown_nobody(root);
+    if fs::symlink_metadata(root).unwrap().is_dir() {
+        for e in fs::read_dir(root).unwrap() {
+            chown_tree_nobody(&e.unwrap().path());
+        }
+    }
 }

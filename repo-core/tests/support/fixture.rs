@@ -1,6 +1,6 @@
 //! Shared fixtures of repo-core's integration tests: repositories with cheap parameters on the
 //! memory and local backends, snapshot helpers, source-tree builders, and a comparison of two
-//! directory trees by content and metadata.
+//! directory trees by content and metadata. The tmpfs and `is_root` come from repo-testkit.
 //!
 //! Each harness includes this file with `#[path = "support/fixture.rs"] mod fixture;`, so a
 //! helper that one harness does not use is not dead code for the others.
@@ -18,6 +18,9 @@ use repo_core::{
     InitOptions, KdfParams, LocalBackend, MemoryBackend, NodeKind, OpCtx, OpenOptions, Repository,
     RestoreOptions, RestoreSummary, Secret, Snapshot, SnapshotId,
 };
+// Each harness includes this file; not every one uses `is_root`.
+#[allow(unused_imports)]
+pub use repo_testkit::is_root;
 
 /// The password of every test repository.
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -50,9 +53,42 @@ pub fn ctx() -> OpCtx<'static> {
     OpCtx::default()
 }
 
-/// True when the tests run as root (CI does): ownership and device nodes are then checked.
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
+/// The environment variable that marks a test process re-run by [`rerun_as_nobody`].
+const AS_NOBODY_ENV: &str = "CAIRN_TEST_AS_NOBODY";
+
+/// Makes a test about permissions work as root (who reads every file whatever its mode). As
+/// root, runs the test `name` of this harness again in a child process as the unprivileged
+/// user nobody (uid and gid 65534, no groups, through `setpriv`), asserts that exactly that
+/// one test ran there and passed, and returns `true`: the caller then returns. In that child,
+/// or when not root, returns `false`: the caller runs its body. The harness binary is copied
+/// to a directory nobody can reach first (the build directory may be out of reach).
+pub fn rerun_as_nobody(name: &str) -> bool {
+    if !is_root() || std::env::var_os(AS_NOBODY_ENV).is_some() {
+        return false;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.path().join("harness");
+    fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&exe)
+        .args(["--exact", name, "--test-threads=1", "--nocapture"])
+        .env(AS_NOBODY_ENV, "1")
+        .env("TMPDIR", "/tmp")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run setpriv");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{name} as nobody: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    true
 }
 
 /// A repository with its backend, kept indexed: every backup through [`Fixture::backup`]
@@ -208,87 +244,6 @@ pub fn memory_tempdir() -> tempfile::TempDir {
         }
     }
     tempfile::tempdir().expect("create a temporary directory")
-}
-
-/// A small tmpfs mounted for one test, unmounted when dropped: a file system that really runs
-/// full. Mounting needs root (CI runs as root); elsewhere [`Tmpfs::mount`] says the test is
-/// skipped.
-pub struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it, e.g. `4m`) at `dir`, created if
-    /// missing. `None`, after printing "skipped: needs root to mount tmpfs" to stderr, when
-    /// mounting is not permitted here.
-    pub fn mount(dir: &Path, size: &str) -> Option<Self> {
-        fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        if !is_root() {
-            eprintln!("skipped: needs root to mount tmpfs");
-            return None;
-        }
-        let out = std::process::Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(Self {
-                dir: dir.to_path_buf(),
-            }),
-            Ok(o) => {
-                eprintln!(
-                    "skipped: needs root to mount tmpfs (mount: {})",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("skipped: needs root to mount tmpfs (mount: {e})");
-                None
-            }
-        }
-    }
-
-    /// The mount point.
-    pub fn path(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Changes the size (frees space without touching the files).
-    pub fn resize(&self, size: &str) {
-        let out = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.dir)
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "remount {}: {}",
-            self.dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = std::process::Command::new("umount")
-            .arg(&self.dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(&self.dir)
-                .status();
-        }
-    }
 }
 
 /// Deterministic pseudo-random bytes (BLAKE3 in XOF mode), different for each seed.
