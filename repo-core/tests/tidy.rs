@@ -204,3 +204,29 @@ fn no_placeholder_docs() {
         "placeholder docs in {placeholders:?}"
     );
 }
+
+/// ARCHITECTURE.md, `pack.rs`: blobs are encoded and decoded in one place each (the pack
+/// writer and the pack reader), besides the format itself and the fuzz target bodies.
+#[test]
+fn only_the_pack_modules_encode_or_decode_blobs() {
+    let allowed = |p: &Path| {
+        p.starts_with("repo-core/src/format")
+            || p.starts_with("repo-core/src/pack")
+            || p == Path::new("repo-core/src/fuzzing.rs")
+    };
+    let mut offenders = Vec::new();
+    for (path, text) in core_sources() {
+        if allowed(&path) {
+            continue;
+        }
+        for call in ["encode_blob(", "decode_blob(", "decode_blob_plaintext("] {
+            if text.contains(call) {
+                offenders.push(format!("{}: {call}", path.display()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "blobs are encoded only by pack/writer.rs and decoded only by pack/reader.rs: {offenders:?}"
+    );
+}
