@@ -2,23 +2,26 @@
 //! index → snapshot.
 //!
 //! Threads and bounded channels (memory is bounded whatever the file sizes):
-//! - one walker (DFS, sorted names, lockstep with the parent snapshot's trees) emits an ordered
-//!   event stream to the collector and file jobs to the readers;
-//! - file readers chunk each file, hash every chunk, look it up in the index and the set of
-//!   blobs already added by this run, and hand new chunks on;
-//! - compressors (one per core) compress and encrypt blobs; a single large file thus keeps every
-//!   core busy;
-//! - the packer appends blobs to a data pack and a tree pack and seals full packs;
-//! - uploaders write packs to the backend in parallel;
-//! - the collector (the calling thread) assembles tree blobs bottom-up from the event stream.
+//! - one walker runs the [`Source`] (the local file system: [`crate::source::local`]) into a
+//!   [`Sink`] ([`sink`]), which looks each entry up in the parent snapshot's trees in lockstep
+//!   and emits an ordered event stream to the collector and file jobs to the readers;
+//! - file readers ([`read`]) chunk each file, hash every chunk and queue it to the pack writer,
+//!   which dedups against the index and the blobs already added by this run;
+//! - the pack writer ([`crate::pack`]) compresses and encrypts blobs on every core (a single
+//!   large file thus keeps every core busy), fills data and tree packs, and uploads them in
+//!   parallel;
+//! - the collector ([`tree`], the calling thread) assembles tree blobs bottom-up from the
+//!   event stream.
+//!
+//! Each stage gets only what it uses: the sink the repository (parent trees, index), the
+//! readers the key that names chunks, and all of them the abort flag shared with the pack
+//! writer.
 //!
 //! Write order (spec/09-invariants.md): every pack is uploaded before the index file that lists
 //! it, and the index before the snapshot. A failure or cancellation at any point leaves only
 //! unreferenced packs.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,21 +37,18 @@ use crate::lock::LockMode;
 use crate::pack::{Abort, PackWriter};
 use crate::progress::{OpCtx, Phase, ProgressEvent};
 use crate::repository::{now_ns, Indexed, Repository, Snapshot};
-use crate::source::{self, DirStack, Meta, OPEN_WINDOW};
+use crate::source::local::LocalSource;
+use crate::source::{Source, SourceFile};
 
-mod exclude;
 mod options;
 mod read;
-mod scan;
+mod sink;
 mod tree;
-mod walk;
 
-use exclude::Excluder;
 pub use options::{BackupOptions, BackupSummary, ParentSelection};
-use read::read_file;
-use scan::scan;
+use read::{read_file, Reading};
+pub(crate) use sink::{Known, Sink};
 use tree::{Collected, Collector};
-use walk::{arrange_sources, Owners, Walker};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FileStatus {
@@ -67,32 +67,8 @@ enum Event {
 struct FileJob {
     ticket: u64,
     path: PathBuf,
-    /// The file, opened by the walker relative to its directory and confirmed to be the
-    /// regular file its lstat saw.
-    file: File,
-    /// `fstat` of `file` when it was opened.
-    opened: Meta,
-    /// What the walker's lstat saw, which the tree records: the reader warns when the file it
-    /// read no longer matches it.
-    seen: Seen,
-}
-
-/// The metadata of a file as the walker saw it.
-#[derive(Clone, Copy)]
-struct Seen {
-    size: u64,
-    mtime_ns: i64,
-    inode: u64,
-}
-
-impl Seen {
-    fn of(meta: &Meta) -> Self {
-        Self {
-            size: meta.size,
-            mtime_ns: source::clamped_ns(meta.mtime),
-            inode: meta.ino,
-        }
-    }
+    /// The file's content, handed over by the source.
+    content: Box<dyn SourceFile>,
 }
 
 struct FileDone {
@@ -106,27 +82,9 @@ struct FileResult {
     result: Result<FileDone>,
 }
 
-/// What every backup stage reads: the repository, the operation context, the abort handle
-/// shared with the pack writer, and the bytes-read counter.
-struct Shared<'r> {
-    repo: &'r Repository<Indexed>,
-    ctx: OpCtx<'r>,
-    abort: &'r Abort<'r>,
-    bytes_read: AtomicU64,
-}
-
-impl Shared<'_> {
-    fn fail(&self, e: Error) {
-        self.abort.fail(e);
-    }
-
-    fn failed(&self) -> bool {
-        self.abort.failed()
-    }
-}
-
 impl Repository<Indexed> {
-    /// Backs up `paths` into a new snapshot. Takes a shared lock for the duration.
+    /// Backs up `paths` of the local file system into a new snapshot. Takes a shared lock
+    /// for the duration.
     ///
     /// Unreadable entries are skipped and reported ([`BackupSummary::skipped`]); anything that
     /// endangers the snapshot (backend failure, cancellation) aborts it, leaving no snapshot.
@@ -139,6 +97,12 @@ impl Repository<Indexed> {
         if paths.is_empty() {
             return Err(Error::invalid("nothing to back up: give at least one path"));
         }
+        let _ = self.compression_level(opts)?;
+        let source = LocalSource::new(paths, opts)?;
+        self.backup_from(ctx, &source, opts)
+    }
+
+    fn compression_level(&self, opts: &BackupOptions) -> Result<i32> {
         let level = opts
             .compression_level
             .unwrap_or(self.config().compression_level);
@@ -147,27 +111,23 @@ impl Repository<Indexed> {
                 "compression level {level} is outside -7..=22"
             )));
         }
-        let excluder = Excluder::new(opts)?;
-        let (roots, sources) = arrange_sources(paths)?;
-        // `/` has no name to arrange: its entries are the backup paths.
-        let whole_root = roots.iter().any(|r| r.parent().is_none());
-        let _lock = if opts.dry_run {
-            None
-        } else {
-            Some(self.lock_for_writing(LockMode::Shared, "backup", opts.lock_wait)?)
-        };
-        let started_ns = now_ns();
-        let hostname = opts.hostname.clone().unwrap_or_else(crate::lock::hostname);
-        let path_bytes: Vec<Vec<u8>> = roots
-            .iter()
-            .map(|p| p.as_os_str().as_bytes().to_vec())
-            .collect();
+        Ok(level)
+    }
 
-        let parent: Option<Snapshot> = match opts.parent {
+    /// The parent snapshot `opts` asks for: by default the latest of this host with the
+    /// same paths.
+    fn parent_for(
+        &self,
+        ctx: &OpCtx<'_>,
+        opts: &BackupOptions,
+        hostname: &str,
+        paths: &[Vec<u8>],
+    ) -> Result<Option<Snapshot>> {
+        Ok(match opts.parent {
             ParentSelection::None => None,
             ParentSelection::Id(id) => Some(self.load_snapshot(&id)?),
             ParentSelection::Auto => {
-                let mut want = path_bytes.clone();
+                let mut want = paths.to_vec();
                 want.sort();
                 self.snapshots(ctx)?.into_iter().rev().find(|s| {
                     let mut have = s.meta.paths.clone();
@@ -175,7 +135,26 @@ impl Repository<Indexed> {
                     s.meta.hostname == hostname && have == want
                 })
             }
+        })
+    }
+
+    /// Backs up what `source` walks into a new snapshot: the pipeline of the module docs.
+    pub(crate) fn backup_from(
+        &self,
+        ctx: &OpCtx<'_>,
+        source: &dyn Source,
+        opts: &BackupOptions,
+    ) -> Result<BackupSummary> {
+        let level = self.compression_level(opts)?;
+        let _lock = if opts.dry_run {
+            None
+        } else {
+            Some(self.lock_for_writing(LockMode::Shared, "backup", opts.lock_wait)?)
         };
+        let started_ns = now_ns();
+        let hostname = opts.hostname.clone().unwrap_or_else(crate::lock::hostname);
+        let path_bytes = source.paths().to_vec();
+        let parent = self.parent_for(ctx, opts, &hostname, &path_bytes)?;
         // An unreadable parent only costs speed: every file is then read again.
         let parent_root = match &parent {
             Some(p) => match self
@@ -197,11 +176,12 @@ impl Repository<Indexed> {
         };
 
         let abort = Abort::new(ctx.cancel);
-        let shared = Shared {
-            repo: self,
+        let bytes_read = AtomicU64::new(0);
+        let reading = Reading {
+            key: self.master_key(),
             ctx: *ctx,
             abort: &abort,
-            bytes_read: AtomicU64::new(0),
+            bytes_read: &bytes_read,
         };
         let writer = PackWriter::new(self, &abort, level, opts.dry_run);
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
@@ -217,71 +197,57 @@ impl Repository<Indexed> {
             total_items: None,
             total_bytes: None,
         });
-        // Each queued job holds its file open: the queue bounds those descriptors.
+        // Each queued job may hold its file open: the queue bounds those descriptors.
         let (job_tx, job_rx) = bounded::<FileJob>(128);
         let (ev_tx, ev_rx) = bounded::<Event>(4096);
         let (res_tx, res_rx) = unbounded::<FileResult>();
 
         let mut walker_skipped = Vec::new();
         let outcome: Result<Collected> = std::thread::scope(|s| {
-            let shared = &shared;
             let queue = writer.start(s, cores);
+            let abort = &abort;
             if opts.scan {
-                let excluder = &excluder;
-                let roots = &roots;
-                let _ = s.spawn(move || scan(shared, excluder, roots));
+                let ctx = *ctx;
+                let _ = s.spawn(move || source.scan(&ctx, &|| abort.failed()));
             }
-            // Walker: a large stack, as directory depth drives its recursion.
+            // Walker: a large stack, as directory depth may drive a source's recursion.
             let walker = std::thread::Builder::new()
                 .name("cairn-walk".into())
                 .stack_size(256 << 20)
                 .spawn_scoped(s, {
-                    let excluder = &excluder;
-                    let sources = &sources;
-                    let mut parent_root = parent_root;
                     let walker_skipped = &mut walker_skipped;
+                    let mut sink = Sink {
+                        repo: self,
+                        ctx: *ctx,
+                        abort,
+                        force: opts.force,
+                        job_tx,
+                        ev_tx,
+                        next_ticket: 0,
+                        skipped: Vec::new(),
+                        parents: vec![parent_root],
+                    };
                     move || {
-                        let dirs = match DirStack::new(OPEN_WINDOW) {
-                            Ok(d) => d,
-                            Err(e) => {
-                                shared.fail(Error::io("open the root directory /", e));
-                                return;
-                            }
-                        };
-                        let mut w = Walker {
-                            shared,
-                            opts,
-                            excluder,
-                            job_tx,
-                            ev_tx,
-                            next_ticket: 0,
-                            owners: Owners::default(),
-                            skipped: Vec::new(),
-                            dirs,
-                        };
-                        let _ = if whole_root {
-                            w.walk_root(parent_root.as_mut())
-                        } else {
-                            w.walk_sources(Path::new("/"), sources, parent_root.as_mut())
-                        };
-                        *walker_skipped = w.skipped;
+                        source.walk(&mut sink);
+                        *walker_skipped = sink.skipped;
                     }
                 });
             if let Err(e) = walker {
-                shared.fail(Error::internal(format!("cannot start the walker: {e}")));
+                abort.fail(Error::internal(format!("cannot start the walker: {e}")));
             }
             let readers = cores.max(2);
             for _ in 0..readers {
                 let job_rx = job_rx.clone();
                 let res_tx = res_tx.clone();
                 let queue = queue.clone();
+                let reading = &reading;
                 let _ = s.spawn(move || {
                     let mut chunker = Chunker::new(chunker_params, seed);
-                    for job in job_rx {
-                        let result = if shared.failed() {
+                    for mut job in job_rx {
+                        let result = if abort.failed() {
                             Err(Error::cancelled())
                         } else {
-                            read_file(shared, &mut chunker, &job, &queue)
+                            read_file(reading, &mut chunker, &mut job, &queue)
                         };
                         let _ = res_tx.send(FileResult {
                             ticket: job.ticket,
@@ -294,7 +260,8 @@ impl Repository<Indexed> {
             drop((job_rx, res_tx));
 
             let mut collector = Collector {
-                shared,
+                abort,
+                progress: ctx.progress,
                 queue,
                 results: res_rx,
                 early: HashMap::new(),
@@ -304,7 +271,7 @@ impl Repository<Indexed> {
             let root = collector.run(&ev_rx);
             if let Err(e) = &root {
                 if e.kind() != ErrorKind::Cancelled || ctx.cancel.is_cancelled() {
-                    shared.fail(e.clone_shallow());
+                    abort.fail(e.clone_shallow());
                 }
             }
             drop(ev_rx);
@@ -325,7 +292,7 @@ impl Repository<Indexed> {
         let written = writer.finish()?;
         skipped.extend(walker_skipped);
         skipped.sort();
-        stats.bytes_read = shared.bytes_read.load(Ordering::Relaxed);
+        stats.bytes_read = bytes_read.load(Ordering::Relaxed);
         stats.bytes_added = written.bytes_added;
         stats.blobs_added = written.blobs_added;
         stats.errors_skipped = skipped.len() as u64;
@@ -359,5 +326,133 @@ impl Repository<Indexed> {
             stats,
             skipped,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The seam with a source that is not a file system: a synthetic tree in memory.
+
+    use std::io::Cursor;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::backend::MemoryBackend;
+    use crate::crypto::{KdfParams, Secret};
+    use crate::format::tree::NodeKind;
+    use crate::repository::InitOptions;
+
+    /// `/data` holding two files and a symlink; counts the files it hands over to be read.
+    struct MemorySource {
+        paths: Vec<Vec<u8>>,
+        opened: AtomicUsize,
+    }
+
+    struct Content(Cursor<Vec<u8>>);
+
+    impl std::io::Read for Content {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+
+    impl SourceFile for Content {
+        fn changed_while_read(&self, _len: u64) -> bool {
+            false
+        }
+    }
+
+    fn node(name: &str, kind: NodeKind, ctime: i64) -> Node {
+        let mut n = Node::new(name.as_bytes().to_vec(), kind);
+        n.ctime_ns = ctime;
+        n.mtime_ns = ctime;
+        n.inode = ctime as u64;
+        n
+    }
+
+    const FILES: [(&str, &[u8]); 2] = [("a.txt", b"alpha"), ("b.bin", &[7u8; 100_000])];
+
+    impl Source for MemorySource {
+        fn paths(&self) -> &[Vec<u8>] {
+            &self.paths
+        }
+
+        fn walk(&self, sink: &mut Sink<'_>) {
+            let mut dir = node("data", NodeKind::Dir, 1);
+            let known = sink.look_up(&mut dir);
+            if !sink.enter(dir, &known) {
+                return;
+            }
+            for (i, (name, bytes)) in FILES.iter().enumerate() {
+                let mut file = node(name, NodeKind::File, 10 + i as i64);
+                file.size = bytes.len() as u64;
+                let known = sink.look_up(&mut file);
+                let more = if known.content() {
+                    sink.unchanged_file(file)
+                } else {
+                    let _ = self.opened.fetch_add(1, Ordering::Relaxed);
+                    let content = Box::new(Content(Cursor::new(bytes.to_vec())));
+                    sink.file(Path::new(name), file, &known, content)
+                };
+                if !more {
+                    return;
+                }
+            }
+            let mut link = node("link", NodeKind::Symlink, 20);
+            link.symlink_target = b"a.txt".to_vec();
+            let _ = sink.look_up(&mut link);
+            let _ = sink.entry(link) && sink.leave();
+        }
+    }
+
+    #[test]
+    fn any_source_backs_up_through_the_sink_and_unchanged_files_are_not_read_again() {
+        let secret = Secret::password("pw");
+        let mut init = InitOptions::default();
+        init.kdf = KdfParams::insecure_fast();
+        let ctx = OpCtx::default();
+        let repo = Repository::init(Arc::new(MemoryBackend::new()), &secret, &init)
+            .unwrap()
+            .into_indexed(&ctx)
+            .unwrap();
+        let source = MemorySource {
+            paths: vec![b"/data".to_vec()],
+            opened: AtomicUsize::new(0),
+        };
+        let first = repo
+            .backup_from(&ctx, &source, &BackupOptions::default())
+            .unwrap();
+        assert_eq!(source.opened.load(Ordering::Relaxed), 2);
+        assert_eq!(first.stats.files_new, 2);
+        assert_eq!(first.stats.others, 1);
+        assert_eq!(first.stats.bytes_total, 100_005);
+
+        let repo = repo.reload_index(&ctx).unwrap();
+        let snap = repo.load_snapshot(&first.snapshot.unwrap()).unwrap();
+        assert_eq!(snap.meta.paths, vec![b"/data".to_vec()]);
+        let root = repo.read_tree(&snap.meta.tree).unwrap();
+        let data = repo
+            .read_tree(root.nodes[0].subtree.as_ref().unwrap())
+            .unwrap();
+        let names: Vec<&[u8]> = data.nodes.iter().map(|n| n.name.as_slice()).collect();
+        assert_eq!(names, [&b"a.txt"[..], b"b.bin", b"link"]);
+        for (n, (_, bytes)) in data.nodes.iter().zip(FILES) {
+            let mut got = Vec::new();
+            for id in &n.content {
+                got.extend(repo.read_blob(BlobType::Data, id).unwrap());
+            }
+            assert_eq!(got, bytes);
+        }
+        assert_eq!(data.nodes[2].symlink_target, b"a.txt");
+
+        // The same source again: the parent is found by paths and host, nothing is read.
+        let second = repo
+            .backup_from(&ctx, &source, &BackupOptions::default())
+            .unwrap();
+        assert_eq!(second.parent, first.snapshot);
+        assert_eq!(source.opened.load(Ordering::Relaxed), 2);
+        assert_eq!(second.stats.files_unmodified, 2);
+        assert_eq!(second.stats.bytes_read, 0);
     }
 }

@@ -6,14 +6,14 @@ use std::path::PathBuf;
 
 use crossbeam_channel::Receiver;
 
-use super::{Event, FileResult, FileStatus, Shared};
+use super::{Event, FileResult, FileStatus};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::SnapshotSummary;
 use crate::format::tree::{Node, TreeEncoder};
 use crate::format::BlobType;
 use crate::id::BlobId;
-use crate::pack::BlobQueue;
-use crate::progress::ProgressEvent;
+use crate::pack::{Abort, BlobQueue};
+use crate::progress::{Progress, ProgressEvent};
 
 /// What the collector hands back: root tree, counters, skipped entries.
 pub(super) type Collected = (BlobId, SnapshotSummary, Vec<(PathBuf, String)>);
@@ -26,7 +26,8 @@ pub(super) struct Frame {
 }
 
 pub(super) struct Collector<'s, 'r> {
-    pub(super) shared: &'s Shared<'r>,
+    pub(super) abort: &'s Abort<'r>,
+    pub(super) progress: &'s dyn Progress,
     pub(super) queue: BlobQueue<'s>,
     pub(super) results: Receiver<FileResult>,
     pub(super) early: HashMap<u64, FileResult>,
@@ -57,7 +58,7 @@ impl Collector<'_, '_> {
             nodes: TreeEncoder::default(),
         }];
         for ev in events {
-            if self.shared.failed() {
+            if self.abort.failed() {
                 break;
             }
             match ev {
@@ -114,7 +115,7 @@ impl Collector<'_, '_> {
                         }
                         Err(e) if e.kind() == ErrorKind::Cancelled => return Err(e),
                         Err(e) => {
-                            self.shared.ctx.progress.event(&ProgressEvent::Skipped {
+                            self.progress.event(&ProgressEvent::Skipped {
                                 path: &r.path,
                                 error: &e,
                             });
@@ -124,7 +125,7 @@ impl Collector<'_, '_> {
                 }
             }
         }
-        if self.shared.failed() {
+        if self.abort.failed() {
             return Err(Error::cancelled());
         }
         if stack.len() != 1 {

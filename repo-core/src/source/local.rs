@@ -1,7 +1,13 @@
-//! The local file-system walker: arranges the backup paths into one tree, walks it depth first
-//! in sorted name order through directory descriptors (dirfd-relative, never following a swapped
-//! entry), in lockstep with the parent snapshot's trees, and emits the ordered event stream for
-//! the collector and the file jobs for the readers. Also turns `lstat` results into tree nodes.
+//! The local file system as a backup source: arranges the backup paths into one tree and walks
+//! it depth first in sorted name order through directory descriptors (dirfd-relative, never
+//! following a swapped entry, [`dirfd`]), turning each `lstat` into a tree node for the
+//! [`Sink`]. Exclusion rules are in [`exclude`], the optional pre-scan in [`scan`], and the
+//! reading of file contents (sparse holes skipped) in [`file`].
+
+mod dirfd;
+mod exclude;
+mod file;
+mod scan;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -9,18 +15,81 @@ use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use crossbeam_channel::Sender;
-
-use super::{BackupOptions, Event, Excluder, FileJob, FileStatus, Seen, Shared};
+use crate::archiver::{BackupOptions, Known};
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::tree::{Node, NodeKind, TreeCursor};
-use crate::format::BlobType;
-use crate::progress::{Phase, ProgressEvent};
-use crate::source::{self, DirStack, EnterError, Meta};
+use crate::format::tree::{Node, NodeKind};
+use crate::progress::OpCtx;
+use crate::source::{Sink, Source};
+use dirfd::{DirStack, EnterError, Meta, OPEN_WINDOW};
+use exclude::Excluder;
+use file::LocalFile;
+
+/// The local file system under a set of backup paths.
+pub(crate) struct LocalSource {
+    /// The resolved backup paths, sorted, none inside another.
+    roots: Vec<PathBuf>,
+    /// The same as the snapshot records them.
+    paths: Vec<Vec<u8>>,
+    /// The same arranged as a tree of path components.
+    tree: BTreeMap<Vec<u8>, Arranged>,
+    excluder: Excluder,
+    one_file_system: bool,
+}
+
+impl LocalSource {
+    /// Resolves `paths` (see [`source_path`]) and compiles the exclusion rules of `opts`.
+    pub(crate) fn new(paths: &[PathBuf], opts: &BackupOptions) -> Result<Self> {
+        let excluder = Excluder::new(opts)?;
+        let (roots, tree) = arrange_sources(paths)?;
+        let paths = roots
+            .iter()
+            .map(|p| p.as_os_str().as_bytes().to_vec())
+            .collect();
+        Ok(Self {
+            roots,
+            paths,
+            tree,
+            excluder,
+            one_file_system: opts.one_file_system,
+        })
+    }
+}
+
+impl Source for LocalSource {
+    fn paths(&self) -> &[Vec<u8>] {
+        &self.paths
+    }
+
+    fn scan(&self, ctx: &OpCtx<'_>, stop: &dyn Fn() -> bool) {
+        scan::scan(ctx, stop, &self.excluder, &self.roots);
+    }
+
+    fn walk(&self, sink: &mut Sink<'_>) {
+        let dirs = match DirStack::new(OPEN_WINDOW) {
+            Ok(d) => d,
+            Err(e) => {
+                sink.fail(Error::io("open the root directory /", e));
+                return;
+            }
+        };
+        let mut w = Walker {
+            sink,
+            source: self,
+            owners: Owners::default(),
+            dirs,
+        };
+        // `/` has no name to arrange: its entries are the backup paths.
+        let _ = if self.roots.iter().any(|r| r.parent().is_none()) {
+            w.walk_root()
+        } else {
+            w.walk_sources(Path::new("/"), &self.tree)
+        };
+    }
+}
 
 /// Caches uid → user name and gid → group name lookups.
 #[derive(Default)]
-pub(super) struct Owners {
+struct Owners {
     users: HashMap<u32, String>,
     groups: HashMap<u32, String>,
 }
@@ -56,14 +125,14 @@ impl Owners {
 /// One of a file's times as a node stores it: nanoseconds since the epoch. A time outside
 /// what that holds (before 1677-09-21 or after 2262-04-11) is stored as the nearest one it
 /// holds, and `notes` gets a message saying so.
-pub(super) fn stored_time(what: &str, time: (i64, i64), notes: &mut Vec<String>) -> i64 {
-    let stored = source::clamped_ns(time);
-    if source::checked_ns(time.0, time.1).is_none() {
+fn stored_time(what: &str, time: (i64, i64), notes: &mut Vec<String>) -> i64 {
+    let stored = dirfd::clamped_ns(time);
+    if dirfd::checked_ns(time.0, time.1).is_none() {
         notes.push(format!(
             "{what} {} cannot be stored (snapshots hold times from 1677-09-21 to 2262-04-11); \
              stored as {}",
-            source::utc(time.0, time.1),
-            source::utc(
+            dirfd::utc(time.0, time.1),
+            dirfd::utc(
                 stored.div_euclid(1_000_000_000),
                 stored.rem_euclid(1_000_000_000)
             ),
@@ -73,7 +142,7 @@ pub(super) fn stored_time(what: &str, time: (i64, i64), notes: &mut Vec<String>)
 }
 
 /// Builds a node from `lstat` metadata; `notes` gets what could not be stored as it is.
-pub(super) fn node_from_stat(
+fn node_from_stat(
     name: Vec<u8>,
     meta: &Meta,
     owners: &mut Owners,
@@ -101,11 +170,12 @@ pub(super) fn node_from_stat(
     node
 }
 
-/// Backup sources arranged as a tree of path components.
+/// Backup paths arranged as a tree of path components: a backup path, or a directory above
+/// one or more of them.
 #[derive(Debug)]
-pub(super) enum Source {
+enum Arranged {
     Target(PathBuf),
-    Dir(PathBuf, BTreeMap<Vec<u8>, Source>),
+    Dir(PathBuf, BTreeMap<Vec<u8>, Arranged>),
 }
 
 /// The path a backup path names, as the snapshot records it: absolute, with every symlink in
@@ -113,7 +183,7 @@ pub(super) enum Source {
 /// with `/lib -> usr/lib` is `/usr/lib/x`), and its last component kept as named: a symlink
 /// named is stored as the symlink. A path ending in `/` or `/.`, or in `..`, is resolved
 /// whole, so `/var/run/` names the directory `/var/run` points to, as `ls -l /var/run/` does.
-pub(super) fn source_path(p: &Path) -> Result<PathBuf> {
+fn source_path(p: &Path) -> Result<PathBuf> {
     let failed = |e: std::io::Error| {
         Error::new(
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -142,9 +212,9 @@ pub(super) fn source_path(p: &Path) -> Result<PathBuf> {
 }
 
 /// The resolved backup paths, and the same arranged as a tree of components.
-pub(super) type Sources = (Vec<PathBuf>, BTreeMap<Vec<u8>, Source>);
+type Sources = (Vec<PathBuf>, BTreeMap<Vec<u8>, Arranged>);
 
-pub(super) fn arrange_sources(paths: &[PathBuf]) -> Result<Sources> {
+fn arrange_sources(paths: &[PathBuf]) -> Result<Sources> {
     let mut abs = Vec::new();
     for p in paths {
         abs.push(source_path(p)?);
@@ -176,72 +246,48 @@ pub(super) fn arrange_sources(paths: &[PathBuf]) -> Result<Sources> {
             cur.push(comp);
             let key = comp.as_bytes().to_vec();
             if i + 1 == comps.len() {
-                let _ = level.insert(key, Source::Target(cur.clone()));
+                let _ = level.insert(key, Arranged::Target(cur.clone()));
                 break;
             }
             let entry = level
                 .entry(key)
-                .or_insert_with(|| Source::Dir(cur.clone(), BTreeMap::new()));
+                .or_insert_with(|| Arranged::Dir(cur.clone(), BTreeMap::new()));
             level = match entry {
-                Source::Dir(_, children) => children,
-                Source::Target(_) => break,
+                Arranged::Dir(_, children) => children,
+                Arranged::Target(_) => break,
             };
         }
     }
     Ok((kept, root))
 }
 
-pub(super) struct Walker<'s, 'r> {
-    pub(super) shared: &'s Shared<'r>,
-    pub(super) opts: &'s BackupOptions,
-    pub(super) excluder: &'s Excluder,
-    pub(super) job_tx: Sender<FileJob>,
-    pub(super) ev_tx: Sender<Event>,
-    pub(super) next_ticket: u64,
-    pub(super) owners: Owners,
-    pub(super) skipped: Vec<(PathBuf, String)>,
+/// One walk of a [`LocalSource`].
+struct Walker<'w, 'a> {
+    sink: &'w mut Sink<'a>,
+    source: &'w LocalSource,
+    owners: Owners,
     /// The directories of the current path, open: every entry is reached relative to its
     /// parent's descriptor, so a directory swapped for a symlink is never followed.
-    pub(super) dirs: DirStack,
+    dirs: DirStack,
 }
 
 /// Whether an error from opening a directory means it is no longer one (a symlink or
 /// another kind of file took its place).
-pub(super) fn not_a_directory(e: &std::io::Error) -> bool {
+fn not_a_directory(e: &std::io::Error) -> bool {
     e.raw_os_error().is_some_and(|n| {
         n == rustix::io::Errno::LOOP.raw_os_error() || n == rustix::io::Errno::NOTDIR.raw_os_error()
     })
 }
 
 impl Walker<'_, '_> {
-    fn emit(&self, ev: Event) -> bool {
-        self.ev_tx.send(ev).is_ok()
-    }
-
     fn skip(&mut self, path: &Path, e: &Error) {
-        self.shared
-            .ctx
-            .progress
-            .event(&ProgressEvent::Skipped { path, error: e });
-        self.skipped.push((path.to_path_buf(), e.to_string()));
+        self.sink.skip(path, e);
     }
 
     /// Skips `path` with a message of our own.
     fn skip_because(&mut self, path: &Path, why: &str) {
         let e = Error::new(ErrorKind::Io, format!("{}: {why}", path.display()));
         self.skip(path, &e);
-    }
-
-    /// The parent snapshot's listing of a directory whose parent node is `old`. A parent tree
-    /// that cannot be read only costs speed: its files are read again.
-    fn parent_subtree(&self, old: Option<&Node>) -> Option<TreeCursor> {
-        let node = old?;
-        if node.kind != NodeKind::Dir {
-            return None;
-        }
-        let id = node.subtree.as_ref()?;
-        let raw = self.shared.repo.read_blob(BlobType::Tree, id).ok()?;
-        TreeCursor::new(raw, &format_args!("tree {id}")).ok()
     }
 
     /// `lstat` of `name` in the current directory, and the node it makes. Times a snapshot
@@ -251,15 +297,12 @@ impl Walker<'_, '_> {
             self.skip_because(path, "its directory changed during the backup");
             return None;
         };
-        match source::lstat_at(dir, name) {
+        match dirfd::lstat_at(dir, name) {
             Ok(meta) => {
                 let mut notes = Vec::new();
                 let node = node_from_stat(name.to_vec(), &meta, &mut self.owners, &mut notes);
                 for message in &notes {
-                    self.shared
-                        .ctx
-                        .progress
-                        .event(&ProgressEvent::Warning { path, message });
+                    self.sink.warn(path, message);
                 }
                 Some((meta, node))
             }
@@ -317,11 +360,11 @@ impl Walker<'_, '_> {
 
     /// Backs up the whole file system: every entry of `/` is a backup path, on the device of
     /// `/` for --one-file-system.
-    pub(super) fn walk_root(&mut self, mut parent: Option<&mut TreeCursor>) -> bool {
+    fn walk_root(&mut self) -> bool {
         let listed = self
             .dirs
             .top()
-            .map(|root| source::fstat(root).and_then(|m| Ok((m.dev, source::list(root)?))));
+            .map(|root| dirfd::fstat(root).and_then(|m| Ok((m.dev, dirfd::list(root)?))));
         let (dev, names) = match listed {
             Some(Ok(l)) => l,
             Some(Err(e)) => {
@@ -331,37 +374,34 @@ impl Walker<'_, '_> {
             None => return true,
         };
         for name in names {
-            if self.shared.failed() {
+            if self.sink.stopped() {
                 return false;
             }
             let path = Path::new("/").join(OsStr::from_bytes(&name));
-            if !self.entry(&path, name, parent.as_deref_mut(), Some(dev)) {
+            if !self.entry(&path, name, Some(dev)) {
                 return false;
             }
         }
         true
     }
 
-    pub(super) fn walk_sources(
-        &mut self,
-        dir: &Path,
-        level: &BTreeMap<Vec<u8>, Source>,
-        mut parent: Option<&mut TreeCursor>,
-    ) -> bool {
-        for (name, source) in level {
-            if self.shared.failed() {
+    /// Walks the directories above the backup paths (only what leads to a backup path) and
+    /// each backup path below them.
+    fn walk_sources(&mut self, dir: &Path, level: &BTreeMap<Vec<u8>, Arranged>) -> bool {
+        for (name, arranged) in level {
+            if self.sink.stopped() {
                 return false;
             }
             if !self.still_there(dir, name) {
                 break;
             }
-            match source {
-                Source::Target(path) => {
-                    if !self.entry(path, name.clone(), parent.as_deref_mut(), None) {
+            match arranged {
+                Arranged::Target(path) => {
+                    if !self.entry(path, name.clone(), None) {
                         return false;
                     }
                 }
-                Source::Dir(path, children) => {
+                Arranged::Dir(path, children) => {
                     let Some((meta, mut node)) = self.stat(path, name) else {
                         continue;
                     };
@@ -372,16 +412,16 @@ impl Walker<'_, '_> {
                         );
                         continue;
                     }
+                    let known = self.sink.look_up(&mut node);
                     if !self.enter(path, name, &meta) {
                         continue;
                     }
-                    node.xattrs = self.dirs.top().map(source::xattrs_of).unwrap_or_default();
-                    let old = parent.as_deref_mut().and_then(|p| p.take(name));
-                    let mut sub = self.parent_subtree(old.as_ref());
-                    let ok = self.emit(Event::Enter(node))
-                        && self.walk_sources(path, children, sub.as_mut());
+                    if !known.xattrs() {
+                        node.xattrs = self.dirs.top().map(dirfd::xattrs_of).unwrap_or_default();
+                    }
+                    let ok = self.sink.enter(node, &known) && self.walk_sources(path, children);
                     self.dirs.leave();
-                    if !ok || !self.emit(Event::Leave) {
+                    if !ok || !self.sink.leave() {
                         return false;
                     }
                 }
@@ -396,7 +436,7 @@ impl Walker<'_, '_> {
         let dir = self.dirs.top()?;
         // Not following a symlink and not blocking on a fifo: either may have been swapped in
         // since the lstat.
-        let opened = source::open_at(dir, name, false).and_then(|f| Ok((source::fstat(&f)?, f)));
+        let opened = dirfd::open_at(dir, name, false).and_then(|f| Ok((dirfd::fstat(&f)?, f)));
         match opened {
             Ok((m, f)) if m.kind == NodeKind::File && m.same_file(meta) => Some((f, m)),
             Ok(_) => {
@@ -422,153 +462,120 @@ impl Walker<'_, '_> {
 
     /// Handles one entry of the current directory; `root_dev` is the device of the backup
     /// path it lies under.
-    fn entry(
-        &mut self,
-        path: &Path,
-        name: Vec<u8>,
-        parent: Option<&mut TreeCursor>,
-        root_dev: Option<u64>,
-    ) -> bool {
-        if self.excluder.excluded_path(path) {
+    fn entry(&mut self, path: &Path, name: Vec<u8>, root_dev: Option<u64>) -> bool {
+        if self.source.excluder.excluded_path(path) {
             return true;
         }
         let Some((meta, mut node)) = self.stat(path, &name) else {
             return true;
         };
-        let old = parent.and_then(|p| p.take(&node.name));
-        let unchanged_meta = old.as_ref().is_some_and(|o| {
-            o.kind == node.kind && o.ctime_ns == node.ctime_ns && o.inode == node.inode
-        });
-        // Extended attributes of an entry whose metadata did not change are the parent's.
-        let old_xattrs = match &old {
-            Some(o) if unchanged_meta => Some(o.xattrs.clone()),
-            _ => None,
-        };
+        let known = self.sink.look_up(&mut node);
         match node.kind {
-            NodeKind::Dir => {
-                let root_dev = root_dev.unwrap_or(node.device);
-                if self.opts.one_file_system && node.device != root_dev {
-                    return true;
-                }
-                if !self.enter(path, &name, &meta) {
-                    return true;
-                }
-                let Some(dir) = self.dirs.top() else {
-                    self.dirs.leave();
-                    return true;
-                };
-                if self.excluder.excluded_dir(dir) {
-                    self.dirs.leave();
-                    return true;
-                }
-                node.xattrs = old_xattrs.unwrap_or_else(|| source::xattrs_of(dir));
-                let names = match source::list(dir) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        self.dirs.leave();
-                        self.skip(
-                            path,
-                            &Error::io(format!("read directory {}", path.display()), e),
-                        );
-                        return true;
-                    }
-                };
-                let mut sub = self.parent_subtree(old.as_ref());
-                if !self.emit(Event::Enter(node)) {
-                    self.dirs.leave();
-                    return false;
-                }
-                let mut ok = true;
-                for child in names {
-                    if self.shared.failed() {
-                        ok = false;
-                        break;
-                    }
-                    if !self.still_there(path, &child) {
-                        break;
-                    }
-                    let child_path = path.join(OsStr::from_bytes(&child));
-                    if !self.entry(&child_path, child, sub.as_mut(), Some(root_dev)) {
-                        ok = false;
-                        break;
-                    }
-                }
-                self.dirs.leave();
-                ok && self.emit(Event::Leave)
-            }
+            NodeKind::Dir => self.dir(path, &name, &meta, node, &known, root_dev),
             NodeKind::File => {
-                let status = match &old {
-                    Some(o)
-                        if !self.opts.force
-                            && o.kind == NodeKind::File
-                            && o.size == node.size
-                            && o.mtime_ns == node.mtime_ns
-                            && o.ctime_ns == node.ctime_ns
-                            && o.inode == node.inode
-                            && o.content.iter().all(|id| {
-                                self.shared.repo.index().contains(BlobType::Data, id)
-                            }) =>
-                    {
-                        node.content = o.content.clone();
-                        node.xattrs = o.xattrs.clone();
-                        self.shared.ctx.progress.event(&ProgressEvent::Advanced {
-                            phase: Phase::Backup,
-                            items: 1,
-                            bytes: node.size,
-                        });
-                        return self.emit(Event::Entry(node, Some(FileStatus::Unmodified)));
-                    }
-                    Some(o) if o.kind == NodeKind::File => FileStatus::Changed,
-                    _ => FileStatus::New,
-                };
+                if known.content() {
+                    return self.sink.unchanged_file(node);
+                }
                 let Some((file, opened)) = self.open_file(path, &name, &meta) else {
                     return true;
                 };
-                node.xattrs = old_xattrs.unwrap_or_else(|| source::xattrs_of(&file));
-                let ticket = self.next_ticket;
-                self.next_ticket += 1;
-                if self
-                    .job_tx
-                    .send(FileJob {
-                        ticket,
-                        path: path.to_path_buf(),
-                        file,
-                        opened,
-                        seen: Seen::of(&meta),
-                    })
-                    .is_err()
-                {
-                    return false;
+                if !known.xattrs() {
+                    node.xattrs = dirfd::xattrs_of(&file);
                 }
-                self.emit(Event::File(node, status, ticket))
+                let content = Box::new(LocalFile::new(file, &opened, &meta));
+                self.sink.file(path, node, &known, content)
             }
             NodeKind::Symlink => {
                 let Some(dir) = self.dirs.top() else {
                     return true;
                 };
-                match source::read_link_at(dir, &name) {
+                match dirfd::read_link_at(dir, &name) {
                     Ok(target) => node.symlink_target = target,
                     Err(e) => {
                         self.skip(path, &Error::io(format!("read link {}", path.display()), e));
                         return true;
                     }
                 }
-                node.xattrs = old_xattrs.unwrap_or_else(|| source::xattrs_at(dir, &name));
-                self.emit(Event::Entry(node, None))
+                if !known.xattrs() {
+                    node.xattrs = dirfd::xattrs_at(dir, &name);
+                }
+                self.sink.entry(node)
             }
             NodeKind::Socket => {
-                self.shared.ctx.progress.event(&ProgressEvent::Warning {
-                    path,
-                    message: "socket not backed up",
-                });
+                self.sink.warn(path, "socket not backed up");
                 true
             }
             NodeKind::Fifo | NodeKind::CharDevice | NodeKind::BlockDevice => {
                 if let Some(dir) = self.dirs.top() {
-                    node.xattrs = old_xattrs.unwrap_or_else(|| source::xattrs_at(dir, &name));
+                    if !known.xattrs() {
+                        node.xattrs = dirfd::xattrs_at(dir, &name);
+                    }
                 }
-                self.emit(Event::Entry(node, None))
+                self.sink.entry(node)
             }
         }
+    }
+
+    /// A directory entry: entered, listed and walked, unless it is on another file system
+    /// under --one-file-system or an exclusion marker says to leave it out.
+    fn dir(
+        &mut self,
+        path: &Path,
+        name: &[u8],
+        meta: &Meta,
+        mut node: Node,
+        known: &Known,
+        root_dev: Option<u64>,
+    ) -> bool {
+        let root_dev = root_dev.unwrap_or(node.device);
+        if self.source.one_file_system && node.device != root_dev {
+            return true;
+        }
+        if !self.enter(path, name, meta) {
+            return true;
+        }
+        let Some(dir) = self.dirs.top() else {
+            self.dirs.leave();
+            return true;
+        };
+        if self.source.excluder.excluded_dir(dir) {
+            self.dirs.leave();
+            return true;
+        }
+        if !known.xattrs() {
+            node.xattrs = dirfd::xattrs_of(dir);
+        }
+        let names = match dirfd::list(dir) {
+            Ok(n) => n,
+            Err(e) => {
+                self.dirs.leave();
+                self.skip(
+                    path,
+                    &Error::io(format!("read directory {}", path.display()), e),
+                );
+                return true;
+            }
+        };
+        if !self.sink.enter(node, known) {
+            self.dirs.leave();
+            return false;
+        }
+        let mut ok = true;
+        for child in names {
+            if self.sink.stopped() {
+                ok = false;
+                break;
+            }
+            if !self.still_there(path, &child) {
+                break;
+            }
+            let child_path = path.join(OsStr::from_bytes(&child));
+            if !self.entry(&child_path, child, Some(root_dev)) {
+                ok = false;
+                break;
+            }
+        }
+        self.dirs.leave();
+        ok && self.sink.leave()
     }
 }

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
-use super::BackupOptions;
+use super::dirfd;
+use crate::archiver::BackupOptions;
 use crate::error::{Error, Result};
-use crate::source::{self};
 
 /// Compiled exclusion rules.
 pub(super) struct Excluder {
@@ -64,12 +64,12 @@ impl Excluder {
         if self
             .if_present
             .iter()
-            .any(|m| source::lstat_at(dir, m.as_os_str().as_bytes()).is_ok())
+            .any(|m| dirfd::lstat_at(dir, m.as_os_str().as_bytes()).is_ok())
         {
             return true;
         }
         // Only a regular file can be a tag: opening a fifo would block the backup, opening a
         // device could have side effects.
-        self.caches && source::file_starts_with(dir, b"CACHEDIR.TAG", CACHEDIR_SIGNATURE)
+        self.caches && dirfd::file_starts_with(dir, b"CACHEDIR.TAG", CACHEDIR_SIGNATURE)
     }
 }

@@ -5,27 +5,33 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use super::{Excluder, Shared};
+use super::dirfd::{self, DirStack, OPEN_WINDOW};
+use super::Excluder;
 use crate::format::tree::NodeKind;
-use crate::progress::{Phase, ProgressEvent};
-use crate::source::{self, DirStack, OPEN_WINDOW};
+use crate::progress::{OpCtx, Phase, ProgressEvent};
 
 /// Counts files and bytes under the sources for the progress ETA.
-pub(super) fn scan(shared: &Shared<'_>, excluder: &Excluder, roots: &[PathBuf]) {
-    shared.ctx.progress.event(&ProgressEvent::PhaseStarted {
+pub(super) fn scan(
+    ctx: &OpCtx<'_>,
+    stop: &dyn Fn() -> bool,
+    excluder: &Excluder,
+    roots: &[PathBuf],
+) {
+    ctx.progress.event(&ProgressEvent::PhaseStarted {
         phase: Phase::Scan,
         total_items: None,
         total_bytes: None,
     });
     let mut counter = ScanCounter {
-        shared,
+        ctx,
+        stop,
         items: 0,
         bytes: 0,
         last: std::time::Instant::now(),
     };
     if let Ok(mut dirs) = DirStack::new(OPEN_WINDOW) {
         for root in roots {
-            if shared.failed() {
+            if stop() {
                 return;
             }
             let names: Vec<&[u8]> = root
@@ -37,7 +43,7 @@ pub(super) fn scan(shared: &Shared<'_>, excluder: &Excluder, roots: &[PathBuf]) 
                 .collect();
             let Some((last, above)) = names.split_last() else {
                 // `/` itself: each of its entries.
-                let entries = dirs.top().and_then(|d| source::list(d).ok());
+                let entries = dirs.top().and_then(|d| dirfd::list(d).ok());
                 for name in entries.unwrap_or_default() {
                     let path = Path::new("/").join(OsStr::from_bytes(&name));
                     counter.tree(excluder, &mut dirs, path, &name);
@@ -46,7 +52,7 @@ pub(super) fn scan(shared: &Shared<'_>, excluder: &Excluder, roots: &[PathBuf]) 
             };
             let depth = dirs.depth();
             let reached = above.iter().all(|name| {
-                let meta = dirs.top().and_then(|d| source::lstat_at(d, name).ok());
+                let meta = dirs.top().and_then(|d| dirfd::lstat_at(d, name).ok());
                 meta.is_some_and(|m| m.kind == NodeKind::Dir && dirs.enter(name, &m).is_ok())
             });
             if reached {
@@ -58,15 +64,14 @@ pub(super) fn scan(shared: &Shared<'_>, excluder: &Excluder, roots: &[PathBuf]) 
         }
     }
     counter.report();
-    shared
-        .ctx
-        .progress
+    ctx.progress
         .event(&ProgressEvent::PhaseFinished { phase: Phase::Scan });
 }
 
 /// Files and bytes counted by [`scan`] so far.
-pub(super) struct ScanCounter<'s, 'r> {
-    shared: &'s Shared<'r>,
+struct ScanCounter<'s, 'r> {
+    ctx: &'s OpCtx<'r>,
+    stop: &'s dyn Fn() -> bool,
     items: u64,
     bytes: u64,
     last: std::time::Instant,
@@ -74,7 +79,7 @@ pub(super) struct ScanCounter<'s, 'r> {
 
 impl ScanCounter<'_, '_> {
     fn report(&mut self) {
-        self.shared.ctx.progress.event(&ProgressEvent::Totals {
+        self.ctx.progress.event(&ProgressEvent::Totals {
             phase: Phase::Scan,
             items: self.items,
             bytes: self.bytes,
@@ -89,7 +94,7 @@ impl ScanCounter<'_, '_> {
         // The directories entered, with their paths and the entries not yet counted.
         let mut pending: Vec<(PathBuf, std::vec::IntoIter<Vec<u8>>)> = Vec::new();
         self.visit(excluder, dirs, &mut pending, path, name);
-        while !self.shared.failed() {
+        while !(self.stop)() {
             let Some((dir, entries)) = pending.last_mut() else {
                 break;
             };
@@ -118,7 +123,7 @@ impl ScanCounter<'_, '_> {
         if excluder.excluded_path(&path) {
             return;
         }
-        let Some(meta) = dirs.top().and_then(|d| source::lstat_at(d, name).ok()) else {
+        let Some(meta) = dirs.top().and_then(|d| dirfd::lstat_at(d, name).ok()) else {
             return;
         };
         if meta.kind == NodeKind::File {
@@ -128,7 +133,7 @@ impl ScanCounter<'_, '_> {
             let names = dirs
                 .top()
                 .filter(|d| !excluder.excluded_dir(d))
-                .and_then(|d| source::list(d).ok());
+                .and_then(|d| dirfd::list(d).ok());
             match names {
                 Some(names) => pending.push((path, names.into_iter())),
                 None => dirs.leave(),
