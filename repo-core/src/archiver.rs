@@ -409,8 +409,10 @@ mod tests {
     #[test]
     fn any_source_backs_up_through_the_sink_and_unchanged_files_are_not_read_again() {
         let secret = Secret::password("pw");
-        let mut init = InitOptions::default();
-        init.kdf = KdfParams::insecure_fast();
+        let init = InitOptions {
+            kdf: KdfParams::insecure_fast(),
+            ..InitOptions::default()
+        };
         let ctx = OpCtx::default();
         let repo = Repository::init(Arc::new(MemoryBackend::new()), &secret, &init)
             .unwrap()
