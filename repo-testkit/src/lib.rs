@@ -1,12 +1,14 @@
 //! Helpers shared by the integration tests of repo-core and the CLI, so that each exists once:
-//! [`Xorshift`] and [`noise`], the one deterministic data generator, and [`Tmpfs`], a small file
-//! system that really runs full. Used only as a dev-dependency, from integration tests
-//! (`tests/*.rs`), never from unit tests.
+//! [`Xorshift`] and [`noise`], the one deterministic data generator; [`Tmpfs`], a small file
+//! system that really runs full; [`FaultyBackend`], a backend wrapper that injects failures.
+//! Used only as a dev-dependency, from integration tests (`tests/*.rs`), never from unit tests.
 
 mod data;
+mod faulty;
 mod tmpfs;
 
 pub use data::{noise, Xorshift};
+pub use faulty::{Fault, FaultyBackend};
 pub use tmpfs::Tmpfs;
 
 /// True when the tests run as root (CI does).
