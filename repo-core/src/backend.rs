@@ -1,12 +1,24 @@
 //! Storage backends: opaque bytes under `(FileType, name)`, shaped for object stores.
 //!
 //! **Architecture Invariant:** a backend never sees plaintext and never interprets bytes.
-//! Contract for implementations:
+//! Contract for implementations (repo-testkit's `backend_conformance` checks each point):
+//! - Names: every type is its own namespace. A name is valid when it is not empty, holds no
+//!   `/` and no NUL, and does not begin with `.` (the local backend's temporary files do);
+//!   the one [`FileType::Config`] object is named `config`. Every call given another name fails
+//!   with [`crate::ErrorKind::InvalidInput`] and touches nothing.
 //! - `write` stores a whole object atomically: readers see all of it or nothing. Objects are
-//!   written once; writing an existing name with the same bytes is harmless.
+//!   written once; writing an existing name with the same bytes is harmless, and a write to an
+//!   existing name replaces the object whole (the upload retry after a short write relies on
+//!   it). Zero-length objects are objects like any other.
+//! - Writes of different objects may run concurrently, from several threads.
+//! - `list` gives every object of the type once or more, with its length, and nothing else,
+//!   in any order: a paginated listing may repeat names ([`RetryBackend`] sorts and
+//!   deduplicates).
 //! - No rename is assumed, so object stores fit.
 //! - Errors say whether they are transient ([`crate::Error::is_transient`]) so a retry layer can decide.
-//! - `NotFound` is reported with [`crate::ErrorKind::NotFound`].
+//! - A missing object (read, range read, size) is reported with [`crate::ErrorKind::NotFound`];
+//!   a range that does not lie within the object is a permanent [`crate::ErrorKind::Backend`]
+//!   error.
 
 mod local;
 mod memory;
@@ -17,7 +29,27 @@ pub use local::LocalBackend;
 pub use memory::MemoryBackend;
 pub use retry::RetryBackend;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// Refuses a name that the [`Backend`] contract says is not valid for `file_type` (see the
+/// module documentation) with [`crate::ErrorKind::InvalidInput`].
+pub(crate) fn check_name(file_type: FileType, name: &str) -> Result<()> {
+    let valid = match file_type {
+        FileType::Config => name == "config",
+        _ => !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\0']),
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "invalid object name {name:?} for {}",
+            match file_type {
+                FileType::Config => "the config",
+                other => other.dir(),
+            }
+        )))
+    }
+}
 
 /// The kinds of file in a repository, each in its own namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -65,16 +97,18 @@ pub trait Backend: Send + Sync {
     /// A human-readable location (path or URL) for messages.
     fn location(&self) -> String;
 
-    /// Prepares an empty repository location (directories, bucket); fails if it holds files.
+    /// Prepares an empty repository location (directories, bucket); fails if it holds a
+    /// repository (a config) or files that are not a repository's, and then changes nothing.
     fn create(&self) -> Result<()>;
 
-    /// Stores a whole object atomically.
+    /// Stores a whole object atomically, replacing one of the same name.
     fn write(&self, file_type: FileType, name: &str, data: &[u8]) -> Result<()>;
 
     /// Reads a whole object.
     fn read(&self, file_type: FileType, name: &str) -> Result<Vec<u8>>;
 
-    /// Reads `len` bytes at `offset`; a range past the end is an error.
+    /// Reads `len` bytes at `offset`; a range past the end is a permanent
+    /// [`crate::ErrorKind::Backend`] error.
     fn read_range(&self, file_type: FileType, name: &str, offset: u64, len: u32)
         -> Result<Vec<u8>>;
 
@@ -82,19 +116,20 @@ pub trait Backend: Send + Sync {
     ///
     /// The default lists the type; backends with a cheaper way (stat, HEAD) override it.
     fn size(&self, file_type: FileType, name: &str) -> Result<u64> {
+        check_name(file_type, name)?;
         self.list(file_type)?
             .into_iter()
             .find(|(n, _)| n == name)
             .map(|(_, s)| s)
             .ok_or_else(|| {
-                crate::Error::new(
+                Error::new(
                     crate::ErrorKind::NotFound,
                     format!("{}/{name}: not found", file_type.dir()),
                 )
             })
     }
 
-    /// Lists the objects of a type with their lengths.
+    /// Lists the objects of a type with their lengths: each at least once, in any order.
     fn list(&self, file_type: FileType) -> Result<Vec<(String, u64)>>;
 
     /// Removes an object; removing a missing object is not an error.

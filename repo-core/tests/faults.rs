@@ -1,188 +1,18 @@
-//! A fault-injecting backend (issue: reliability §3) and what the repository does about each
+//! Faults injected with repo-testkit's `FaultyBackend` (issue: reliability §3) and what the repository does about each
 //! fault: transient failures are retried, permanent ones fail the operation cleanly, short or
 //! empty uploads reported as successful are caught, corrupted reads are named, stale and paged
 //! listings never lead to a snapshot that references data not durably stored. Storage that
 //! runs full (reliability §6/§9) fails a backup cleanly, without retries, and the next backup
 //! succeeds once there is space; a restore that fails halfway leaves no partly written file.
 
-use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use repo_core::{
-    Backend, BackupOptions, Error, ErrorKind, FileType, InitOptions, KdfParams, MemoryBackend,
-    OpCtx, OpenOptions, Repository, RestoreOptions, Secret, SnapshotFilter,
+    Backend, BackupOptions, ErrorKind, FileType, InitOptions, KdfParams, OpCtx, OpenOptions,
+    Repository, RestoreOptions, Secret, SnapshotFilter,
 };
-
-/// One injected fault, consumed by the first operation it matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
-    /// The next write of this type fails with a transient error, storing nothing.
-    WriteTransient(FileType),
-    /// The next write of this type fails permanently, storing nothing.
-    WritePermanent(FileType),
-    /// The next write of this type stores only the first half but reports success.
-    WriteShort(FileType),
-    /// The next write of this type stores zero bytes but reports success.
-    WriteEmpty(FileType),
-    /// The next read of this type returns the bytes with one flipped.
-    ReadCorrupt(FileType),
-    /// The next list of this type returns only the first entry (a stale or paged listing).
-    ListPartial(FileType),
-    /// Lists of this type come as overlapping pages in no particular order, as an object
-    /// store's paginated listing can while objects are added: every name appears, some twice.
-    ListPagedOverlap(FileType),
-}
-
-/// Storage capacity, like a file system or quota: a write that would take the stored bytes
-/// above `limit` fails with "no space left on device" and stores nothing.
-#[derive(Debug, Default)]
-struct Space {
-    limit: Option<u64>,
-    /// The disk runs full when the first write of this type arrives (the limit becomes what
-    /// is stored at that moment).
-    full_at: Option<FileType>,
-    /// Writes refused for lack of space.
-    refused: Vec<(FileType, String)>,
-}
-
-#[derive(Clone)]
-struct FaultyBackend {
-    inner: MemoryBackend,
-    faults: Arc<Mutex<VecDeque<Fault>>>,
-    fired: Arc<Mutex<Vec<Fault>>>,
-    space: Arc<Mutex<Space>>,
-}
-
-impl FaultyBackend {
-    fn new() -> Self {
-        Self {
-            inner: MemoryBackend::new(),
-            faults: Arc::default(),
-            fired: Arc::default(),
-            space: Arc::default(),
-        }
-    }
-
-    /// Bytes stored, all types together.
-    fn used(&self) -> u64 {
-        FileType::ALL
-            .iter()
-            .flat_map(|&t| self.inner.list(t).unwrap())
-            .map(|(_, len)| len)
-            .sum()
-    }
-
-    /// Refuses the write, like a full disk, when it does not fit.
-    fn check_space(&self, t: FileType, name: &str, len: usize) -> repo_core::Result<()> {
-        let mut space = self.space.lock().unwrap();
-        if space.full_at == Some(t) {
-            space.full_at = None;
-            space.limit = Some(self.used());
-        }
-        match space.limit {
-            Some(limit) if self.used() + len as u64 > limit => {
-                space.refused.push((t, name.to_string()));
-                Err(Error::backend_io(
-                    format_args!("write {}/{name}", t.dir()),
-                    std::io::Error::from_raw_os_error(nix::libc::ENOSPC),
-                ))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn inject(&self, fault: Fault) {
-        self.faults.lock().unwrap().push_back(fault);
-    }
-
-    fn take(&self, pred: impl Fn(&Fault) -> bool) -> Option<Fault> {
-        let mut faults = self.faults.lock().unwrap();
-        let i = faults.iter().position(pred)?;
-        let f = faults.remove(i)?;
-        self.fired.lock().unwrap().push(f);
-        Some(f)
-    }
-
-    fn fired(&self) -> Vec<Fault> {
-        self.fired.lock().unwrap().clone()
-    }
-}
-
-impl Backend for FaultyBackend {
-    fn location(&self) -> String {
-        "faulty:".into()
-    }
-    fn create(&self) -> repo_core::Result<()> {
-        self.inner.create()
-    }
-    fn write(&self, t: FileType, name: &str, data: &[u8]) -> repo_core::Result<()> {
-        self.check_space(t, name, data.len())?;
-        match self.take(|f| match f {
-            Fault::WriteTransient(x)
-            | Fault::WritePermanent(x)
-            | Fault::WriteShort(x)
-            | Fault::WriteEmpty(x) => *x == t,
-            _ => false,
-        }) {
-            Some(Fault::WriteTransient(_)) => Err(Error::backend("connection reset by peer", true)),
-            Some(Fault::WritePermanent(_)) => Err(Error::backend("403 access denied", false)),
-            Some(Fault::WriteShort(_)) => self.inner.write(t, name, &data[..data.len() / 2]),
-            Some(Fault::WriteEmpty(_)) => self.inner.write(t, name, &[]),
-            _ => self.inner.write(t, name, data),
-        }
-    }
-    fn read(&self, t: FileType, name: &str) -> repo_core::Result<Vec<u8>> {
-        let mut data = self.inner.read(t, name)?;
-        if !data.is_empty() && self.take(|f| *f == Fault::ReadCorrupt(t)).is_some() {
-            let mid = data.len() / 2;
-            data[mid] ^= 0x40;
-        }
-        Ok(data)
-    }
-    fn read_range(
-        &self,
-        t: FileType,
-        name: &str,
-        offset: u64,
-        len: u32,
-    ) -> repo_core::Result<Vec<u8>> {
-        let mut data = self.inner.read_range(t, name, offset, len)?;
-        if !data.is_empty() && self.take(|f| *f == Fault::ReadCorrupt(t)).is_some() {
-            let mid = data.len() / 2;
-            data[mid] ^= 0x40;
-        }
-        Ok(data)
-    }
-    fn list(&self, t: FileType) -> repo_core::Result<Vec<(String, u64)>> {
-        let mut all = self.inner.list(t)?;
-        if self.take(|f| *f == Fault::ListPartial(t)).is_some() {
-            all.truncate(1);
-        }
-        // Not consumed: every listing of this type is paged.
-        if self
-            .faults
-            .lock()
-            .unwrap()
-            .contains(&Fault::ListPagedOverlap(t))
-        {
-            let mut paged = Vec::new();
-            for page in all.chunks(2).rev() {
-                paged.extend_from_slice(page);
-                // The next page starts again at the last name of this one.
-                paged.extend(page.last().cloned());
-            }
-            all = paged;
-        }
-        Ok(all)
-    }
-    fn size(&self, t: FileType, name: &str) -> repo_core::Result<u64> {
-        self.inner.size(t, name)
-    }
-    fn delete(&self, t: FileType, name: &str) -> repo_core::Result<()> {
-        self.inner.delete(t, name)
-    }
-}
+use repo_testkit::{Fault, FaultyBackend};
 
 fn secret() -> Secret {
     Secret::password("faults")
@@ -237,7 +67,7 @@ fn random_source(dir: &Path, seed: u64) {
 }
 
 fn snapshot_count(backend: &FaultyBackend) -> usize {
-    backend.inner.list(FileType::Snapshot).unwrap().len()
+    backend.inner().list(FileType::Snapshot).unwrap().len()
 }
 
 /// Restores the latest snapshot and compares it with `src`.
@@ -451,7 +281,7 @@ fn empty_or_garbage_index_file_is_skipped_and_named() {
         .unwrap();
     // A newest index file that is empty (crash on a file system without ordering guarantees).
     let name = repo_core::Id::hash(b"").to_hex();
-    b.inner.put_raw(FileType::Index, &name, Vec::new());
+    b.inner().write(FileType::Index, &name, &[]).unwrap();
     let repo = open(&b);
     assert_eq!(repo.skipped_index_files().len(), 1);
     assert_eq!(repo.skipped_index_files()[0].0, name);
@@ -492,10 +322,9 @@ fn full_storage_fails_the_backup_at_once_and_the_next_backup_succeeds() {
         let repo = init(&b);
         let src = tempfile::tempdir().unwrap();
         random_source(src.path(), 7);
-        {
-            let mut space = b.space.lock().unwrap();
-            space.limit = room.map(|r: u64| b.used() + r);
-            space.full_at = full_at;
+        b.set_capacity(room.map(|r: u64| b.used() + r));
+        if let Some(t) = full_at {
+            b.fill_at(t);
         }
         let err = repo
             .backup(
@@ -511,7 +340,7 @@ fn full_storage_fails_the_backup_at_once_and_the_next_backup_succeeds() {
                 && err.to_string().contains("No space left on device"),
             "{object}: {err}"
         );
-        let refused = std::mem::take(&mut b.space.lock().unwrap().refused);
+        let refused = b.take_refused();
         assert!(!refused.is_empty(), "{object}");
         let mut names: Vec<_> = refused.iter().map(|(_, n)| n.clone()).collect();
         names.sort();
@@ -519,19 +348,19 @@ fn full_storage_fails_the_backup_at_once_and_the_next_backup_succeeds() {
         assert_eq!(names.len(), refused.len(), "{object}: retried {refused:?}");
         assert_eq!(snapshot_count(&b), 0, "{object}: no snapshot");
         assert!(
-            b.inner.list(FileType::Lock).unwrap().is_empty(),
+            b.inner().list(FileType::Lock).unwrap().is_empty(),
             "{object}: lock released"
         );
         if object == "data/" {
             assert!(
-                b.inner.list(FileType::Index).unwrap().is_empty(),
+                b.inner().list(FileType::Index).unwrap().is_empty(),
                 "no index without the packs it lists"
             );
         }
 
         // Space is back: the next backup succeeds, restores, and check is clean (the packs
         // stored before the disk ran full are at most unreferenced).
-        *b.space.lock().unwrap() = Space::default();
+        b.unlimited();
         let repo = open(&b);
         let s = repo
             .backup(
@@ -561,7 +390,7 @@ fn failed_restore_leaves_no_partly_written_file_and_a_rerun_completes() {
         .unwrap();
     let repo = open(&b);
     assert!(
-        b.inner.list(FileType::Pack).unwrap().len() >= 3,
+        b.inner().list(FileType::Pack).unwrap().len() >= 3,
         "several packs"
     );
     let ctx = OpCtx::default();

@@ -5,7 +5,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub use repo_testkit::{is_root, noise, Tmpfs};
+pub use repo_testkit::{assert_same_tree, is_root, noise, Tmpfs, TreeCompare};
 
 /// The password of test repositories.
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -176,49 +176,6 @@ pub fn write_sample_tree(root: &Path) {
     let ro = root.join("docs/readonly.txt");
     fs::write(&ro, b"read only").unwrap();
     fs::set_permissions(&ro, fs::Permissions::from_mode(0o444)).unwrap();
-}
-
-/// Asserts that two trees hold the same names, kinds, bytes, link targets, permissions and
-/// modification times.
-pub fn assert_same_tree(expected: &Path, actual: &Path) {
-    let names = |dir: &Path| {
-        let mut v: Vec<_> = fs::read_dir(dir)
-            .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        v.sort();
-        v
-    };
-    let (want, got) = (names(expected), names(actual));
-    assert_eq!(want, got, "entries of {}", actual.display());
-    for name in want {
-        let (e, a) = (expected.join(&name), actual.join(&name));
-        let (me, ma) = (
-            fs::symlink_metadata(&e).unwrap(),
-            fs::symlink_metadata(&a).unwrap(),
-        );
-        assert_eq!(me.file_type(), ma.file_type(), "{}", a.display());
-        assert_eq!(
-            me.mode() & 0o7777,
-            ma.mode() & 0o7777,
-            "mode of {}",
-            a.display()
-        );
-        if me.file_type().is_symlink() {
-            assert_eq!(fs::read_link(&e).unwrap(), fs::read_link(&a).unwrap());
-            continue;
-        }
-        assert_eq!(me.mtime(), ma.mtime(), "mtime of {}", a.display());
-        if me.is_dir() {
-            assert_same_tree(&e, &a);
-        } else {
-            assert!(
-                fs::read(&e).unwrap() == fs::read(&a).unwrap(),
-                "bytes of {}",
-                a.display()
-            );
-        }
-    }
 }
 
 /// Every entry below `dir` (directories too, symlinks not followed) as sorted relative paths.

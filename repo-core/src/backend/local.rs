@@ -16,7 +16,7 @@ use std::io::{ErrorKind as IoKind, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{Backend, FileType};
+use super::{check_name, Backend, FileType};
 use crate::error::{Error, Result};
 
 /// A repository stored under a directory.
@@ -53,9 +53,7 @@ impl LocalBackend {
     }
 
     fn path_of(&self, file_type: FileType, name: &str) -> Result<PathBuf> {
-        if name.is_empty() || name.contains('/') || name.starts_with('.') {
-            return Err(Error::invalid(format!("invalid object name {name:?}")));
-        }
+        check_name(file_type, name)?;
         Ok(match file_type {
             FileType::Config => self.root.join("config"),
             _ => self.dir_of(file_type, name).join(name),

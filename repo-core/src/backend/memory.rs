@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{Backend, FileType};
+use super::{check_name, Backend, FileType};
 use crate::error::{Error, ErrorKind, Result};
 
 type ObjectMap = BTreeMap<(FileType, String), Arc<Vec<u8>>>;
@@ -27,7 +27,8 @@ impl MemoryBackend {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Replaces an object's bytes (tests that corrupt a repository).
+    /// Replaces an object's bytes (tests that corrupt a repository). The name is not checked:
+    /// a test may plant what a hostile store could list.
     pub fn put_raw(&self, file_type: FileType, name: &str, data: Vec<u8>) {
         let _ = self
             .map()
@@ -35,6 +36,7 @@ impl MemoryBackend {
     }
 
     fn get(&self, file_type: FileType, name: &str) -> Result<Arc<Vec<u8>>> {
+        check_name(file_type, name)?;
         self.map()
             .get(&(file_type, name.to_string()))
             .cloned()
@@ -61,6 +63,7 @@ impl Backend for MemoryBackend {
     }
 
     fn write(&self, file_type: FileType, name: &str, data: &[u8]) -> Result<()> {
+        check_name(file_type, name)?;
         let _ = self
             .map()
             .insert((file_type, name.to_string()), Arc::new(data.to_vec()));
@@ -109,6 +112,7 @@ impl Backend for MemoryBackend {
     }
 
     fn delete(&self, file_type: FileType, name: &str) -> Result<()> {
+        check_name(file_type, name)?;
         let _ = self.map().remove(&(file_type, name.to_string()));
         Ok(())
     }
