@@ -29,11 +29,13 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::{SnapshotFile, SnapshotSummary};
 use crate::format::tree::{Node, TreeCursor};
 use crate::format::BlobType;
+use crate::host::now_ns;
 use crate::id::BlobId;
 use crate::lock::LockMode;
 use crate::pack::{Abort, PackWriter};
 use crate::progress::{OpCtx, Phase, ProgressEvent};
-use crate::repository::{now_ns, Indexed, Repository, Snapshot};
+use crate::repository::{Indexed, Repository};
+use crate::snapshot::Snapshot;
 use crate::source::{self, DirStack, Meta, OPEN_WINDOW};
 
 mod exclude;
@@ -157,7 +159,7 @@ impl Repository<Indexed> {
             Some(self.lock_for_writing(LockMode::Shared, "backup", opts.lock_wait)?)
         };
         let started_ns = now_ns();
-        let hostname = opts.hostname.clone().unwrap_or_else(crate::lock::hostname);
+        let hostname = opts.hostname.clone().unwrap_or_else(crate::host::hostname);
         let path_bytes: Vec<Vec<u8>> = roots
             .iter()
             .map(|p| p.as_os_str().as_bytes().to_vec())
@@ -343,7 +345,7 @@ impl Repository<Indexed> {
         let snapshot = SnapshotFile {
             time_ns: opts.time_ns.unwrap_or(started_ns),
             hostname,
-            username: crate::lock::username(),
+            username: crate::host::username(),
             paths: path_bytes,
             tags: opts.tags.clone(),
             description: opts.description.clone(),

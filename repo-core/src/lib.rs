@@ -49,6 +49,7 @@ mod error;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
+mod host;
 pub mod id;
 pub mod index;
 mod inspect;
@@ -77,10 +78,8 @@ pub use format::BlobType;
 pub use id::{BlobId, Id, IndexId, KeyId, PackId, SnapshotId};
 pub use lock::{LockGuard, LockMode};
 pub use progress::{CancelToken, NoProgress, OpCtx, Phase, Progress, ProgressEvent};
-pub use repository::{
-    Indexed, InitOptions, OpenOptions, Opened, Repository, Snapshot, DEFAULT_PACK_SIZE,
-};
+pub use repository::{Indexed, InitOptions, OpenOptions, Opened, Repository, DEFAULT_PACK_SIZE};
 pub use restorer::{Overwrite, PlannedEntry, RestoreOptions, RestorePlan, RestoreSummary};
-pub use snapshot::{select as select_snapshot, SnapshotFilter};
+pub use snapshot::{select as select_snapshot, Snapshot, SnapshotFilter};
 pub use stats::{DiffEntry, DiffKind, RepoStats};
 pub use walk::WalkEntry;

@@ -16,7 +16,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::envelope::{self, ObjectType};
 use crate::format::lock::LockFile;
 use crate::format::MAX_SMALL_FILE_LEN;
-use crate::id::Id;
+use crate::host::{hostname, now_ns, username};
+use crate::id::{short, Id};
 
 /// Shared or exclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,24 +42,6 @@ pub struct LockGuard {
     current: Arc<Mutex<String>>,
     stop: Option<mpsc::Sender<()>>,
     refresher: Option<JoinHandle<()>>,
-}
-
-/// This machine's host name.
-pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
-/// The current user's name.
-pub fn username() -> String {
-    nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_default()
 }
 
 fn process_alive(pid: u32) -> bool {
@@ -104,7 +87,7 @@ impl FoundLock {
             None => {
                 let hex = self.name.len() == 64 && self.name.bytes().all(|b| b.is_ascii_hexdigit());
                 let name = if hex {
-                    format!("lock {}", crate::repository::short(&self.name))
+                    format!("lock {}", short(&self.name))
                 } else {
                     format!("locks/{}", self.name.escape_debug())
                 };
@@ -113,7 +96,7 @@ impl FoundLock {
                 )
             }
             Some(l) => {
-                let now = crate::repository::now_ns();
+                let now = now_ns();
                 let when = match self.ahead_secs(now) {
                     Some(ahead) if ahead > STALE_AFTER.as_secs() => format!(
                         "dated {} in the future, which is suspicious (a wrong clock on {}, or a forged lock): it will not go stale until then",
@@ -182,7 +165,7 @@ pub fn list_locks(backend: &dyn Backend, key: &MasterKey) -> Result<Vec<FoundLoc
         } else {
             match backend.read(FileType::Lock, &name) {
                 Ok(bytes) => {
-                    let object = format!("lock {}", crate::repository::short(&name));
+                    let object = format!("lock {}", short(&name));
                     envelope::open(key, ObjectType::Lock, b"", &bytes, &object)
                         .and_then(|p| LockFile::from_plaintext(&p, &object))
                         .ok()
@@ -209,7 +192,7 @@ pub fn remove_locks(backend: &dyn Backend, key: &MasterKey, all: bool) -> Result
         }
         return Ok(names.len());
     }
-    let now = crate::repository::now_ns();
+    let now = now_ns();
     let host = hostname();
     let mut n = 0;
     for found in list_locks(backend, key)? {
@@ -254,13 +237,13 @@ impl LockGuard {
             hostname: host.clone(),
             username: username(),
             pid: std::process::id(),
-            time_ns: crate::repository::now_ns(),
+            time_ns: now_ns(),
             operation: operation.to_string(),
         };
         loop {
             let conflict = Self::conflict(backend.as_ref(), &key, exclusive, None, &host)?;
             if conflict.is_none() {
-                lock.time_ns = crate::repository::now_ns();
+                lock.time_ns = now_ns();
                 let name = write_lock(backend.as_ref(), &key, &lock)?;
                 // Two processes may have looked at the same moment: check again now that ours
                 // is visible, and back off if someone else's conflicts.
@@ -294,7 +277,7 @@ impl LockGuard {
         own: Option<&str>,
         host: &str,
     ) -> Result<Option<FoundLock>> {
-        let now = crate::repository::now_ns();
+        let now = now_ns();
         for found in list_locks(backend, key)? {
             if Some(found.name.as_str()) == own {
                 continue;
@@ -327,7 +310,7 @@ impl LockGuard {
                     loop {
                         match stopped.recv_timeout(REFRESH_INTERVAL) {
                             Err(RecvTimeoutError::Timeout) => {
-                                lock.time_ns = crate::repository::now_ns();
+                                lock.time_ns = now_ns();
                                 if let Ok(new_name) = write_lock(backend.as_ref(), &key, &lock) {
                                     let mut cur = current
                                         .lock()
@@ -357,7 +340,7 @@ fn locked_error(other: &FoundLock) -> Error {
     // another host, is not stale: only `--remove-all` clears it.
     let hint = match &other.lock {
         None => "; nothing clears a lock that cannot be read: if no cairn process is using the repository, run `cairn unlock --remove-all`",
-        Some(_) if other.is_far_future(crate::repository::now_ns()) => {
+        Some(_) if other.is_far_future(now_ns()) => {
             "; plain `cairn unlock` will not remove it: if no cairn process is using the repository, run `cairn unlock --remove-all`"
         }
         Some(l) if l.hostname != host => {
@@ -446,7 +429,7 @@ mod tests {
             hostname: hostname(),
             username: "x".into(),
             pid: 0x7fff_fff0,
-            time_ns: crate::repository::now_ns(),
+            time_ns: now_ns(),
             operation: "prune".into(),
         };
         write_lock(backend.as_ref(), &key, &dead).unwrap();

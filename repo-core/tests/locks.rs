@@ -187,7 +187,7 @@ fn stale_lock_of_a_dead_process_on_this_host_is_cleared() {
         &fx,
         &LockFile {
             exclusive: true,
-            hostname: repo_core::lock::hostname(),
+            hostname: repo_core::fuzzing::hostname(),
             username: "ghost".into(),
             pid: dead_pid,
             time_ns: now_ns(),

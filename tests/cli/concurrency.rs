@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use repo_core::format::envelope::{self, ObjectType};
 use repo_core::format::lock::LockFile;
-use repo_core::lock::{hostname, list_locks, username, FoundLock};
+use repo_core::fuzzing::{hostname, username};
+use repo_core::lock::{list_locks, FoundLock};
 use repo_core::{FileType, Id, LocalBackend, OpenOptions, Opened, Repository, Secret};
 
 use crate::support::{
