@@ -520,7 +520,21 @@ impl<S: Send + Sync> Repository<S> {
         Ok(IndexId(self.write_named(FileType::Index, &sealed)?))
     }
 
-    /// Takes a lock for an operation that only reads; see [`crate::lock`].
+    /// Every lock in the repository, read and described; a lock file removed meanwhile is
+    /// left out.
+    pub fn locks(&self) -> Result<Vec<crate::error::LockHolder>> {
+        crate::lock::list_locks(self.backend.as_ref(), &self.key)
+    }
+
+    /// Removes locks, as [`Unlock`] says, and returns how many were removed. Takes no lock
+    /// itself.
+    ///
+    /// [`Unlock`]: crate::lock::Unlock
+    pub fn unlock(&self, which: crate::lock::Unlock) -> Result<usize> {
+        crate::lock::remove_locks(self.backend.as_ref(), &self.key, which)
+    }
+
+    /// Takes a lock for an operation that only reads (spec/08-locks.md).
     ///
     /// Returns `None`, holding no lock, when the repository was opened with
     /// [`OpenOptions::no_lock`] and `mode` is shared; an exclusive lock is never skipped. A
