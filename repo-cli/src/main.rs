@@ -309,6 +309,7 @@ fn hint(err: &anyhow::Error, command: &str) -> Option<String> {
             Some("check CAIRN_PASSWORD, --password-file or --password-command".into())
         }
         repo_core::ErrorKind::Corrupt => Some("run `cairn check` to see what is damaged".into()),
+        repo_core::ErrorKind::Locked => core.lock_holder().map(lock_hint),
         repo_core::ErrorKind::ReadOnly if command == "backup" => {
             Some("a backup needs write access to the repository".into())
         }
@@ -317,6 +318,23 @@ fn hint(err: &anyhow::Error, command: &str) -> Option<String> {
         )),
         _ => None,
     }
+}
+
+/// What to do about the lock `holder` that a command ran into. Plain `cairn unlock` removes
+/// stale locks only: an unreadable lock, one dated far in the future, or a fresh one of
+/// another host is not stale, and only `--remove-all` clears it.
+fn lock_hint(holder: &repo_core::LockHolder) -> String {
+    match &holder.lock {
+        None => "nothing clears a lock that cannot be read: if no cairn process is using the repository, run `cairn unlock --remove-all`",
+        Some(_) if holder.is_far_future() => {
+            "plain `cairn unlock` will not remove it: if no cairn process is using the repository, run `cairn unlock --remove-all`"
+        }
+        Some(_) if !holder.on_this_host() => {
+            "this host cannot tell whether that process still runs: if it is gone, run `cairn unlock --remove-all`"
+        }
+        Some(_) => "wait for it to finish, or raise --lock-wait",
+    }
+    .to_string()
 }
 
 /// What to do about a full file system: which one, what was left, and that a rerun completes.

@@ -32,11 +32,13 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::{SnapshotFile, SnapshotSummary};
 use crate::format::tree::{Node, TreeCursor};
 use crate::format::BlobType;
+use crate::host::now_ns;
 use crate::id::BlobId;
 use crate::lock::LockMode;
 use crate::pack::{Abort, PackWriter};
 use crate::progress::{OpCtx, Phase, ProgressEvent};
-use crate::repository::{now_ns, Indexed, Repository, Snapshot};
+use crate::repository::{Indexed, Repository};
+use crate::snapshot::Snapshot;
 use crate::source::local::LocalSource;
 use crate::source::{Source, SourceFile};
 
@@ -152,7 +154,7 @@ impl Repository<Indexed> {
             Some(self.lock_for_writing(LockMode::Shared, "backup", opts.lock_wait)?)
         };
         let started_ns = now_ns();
-        let hostname = opts.hostname.clone().unwrap_or_else(crate::lock::hostname);
+        let hostname = opts.hostname.clone().unwrap_or_else(crate::host::hostname);
         let path_bytes = source.paths().to_vec();
         let parent = self.parent_for(ctx, opts, &hostname, &path_bytes)?;
         // An unreadable parent only costs speed: every file is then read again.
@@ -310,7 +312,7 @@ impl Repository<Indexed> {
         let snapshot = SnapshotFile {
             time_ns: opts.time_ns.unwrap_or(started_ns),
             hostname,
-            username: crate::lock::username(),
+            username: crate::host::username(),
             paths: path_bytes,
             tags: opts.tags.clone(),
             description: opts.description.clone(),

@@ -216,7 +216,7 @@ impl Cache {
         slice(&bytes).ok_or_else(|| {
             Error::corrupt(
                 crate::CorruptionKind::Truncated,
-                format!("pack {}", crate::repository::short(name)),
+                format!("pack {}", crate::id::short(name)),
                 "shorter than the index says",
             )
         })

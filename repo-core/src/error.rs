@@ -74,7 +74,42 @@ struct Inner {
     transient: bool,
     storage_full: bool,
     message: String,
+    lock_holder: Option<LockHolder>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+/// A lock found in the repository: the one an [`ErrorKind::Locked`] error ran into
+/// ([`Error::lock_holder`]), or one of [`crate::Repository::locks`].
+///
+/// Facts only: what to advise (wait, unlock, remove all) is the caller's choice. Its methods
+/// (age, staleness, a description for messages) are in the lock module.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHolder {
+    /// The lock file's name in `locks/` (as listed: storage anyone can write to, so not
+    /// necessarily an id).
+    pub name: String,
+    /// What the lock says; `None` when it cannot be read (damaged, not a lock, or written with
+    /// another key). Such a lock never goes stale.
+    pub lock: Option<LockDetails>,
+}
+
+/// The content of a readable lock.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockDetails {
+    /// Exclusive (excludes everyone) or shared.
+    pub exclusive: bool,
+    /// Host the holder runs on.
+    pub hostname: String,
+    /// User the holder runs as.
+    pub username: String,
+    /// Process id of the holder on its host.
+    pub pid: u32,
+    /// When the holder last wrote the lock (ns since the epoch, by its clock).
+    pub time_ns: i64,
+    /// What the holder is doing ("backup", "check", ...).
+    pub operation: String,
 }
 
 /// `Result` with [`Error`].
@@ -89,8 +124,16 @@ impl Error {
             transient: false,
             storage_full: false,
             message: message.into(),
+            lock_holder: None,
             source: None,
         }))
+    }
+
+    /// An [`ErrorKind::Locked`] error about the lock `holder`, with a message describing it.
+    pub(crate) fn locked(message: impl Into<String>, holder: LockHolder) -> Self {
+        let mut e = Self::new(ErrorKind::Locked, message);
+        e.0.lock_holder = Some(holder);
+        e
     }
 
     /// A corruption error about `object` (which names the object, e.g. "pack 3fa2c1d9").
@@ -182,6 +225,7 @@ impl Error {
             transient: self.0.transient,
             storage_full: self.0.storage_full,
             message: self.0.message.clone(),
+            lock_holder: self.0.lock_holder.clone(),
             source: None,
         }))
     }
@@ -209,6 +253,11 @@ impl Error {
         self.0.storage_full
     }
 
+    /// For [`ErrorKind::Locked`]: the lock that stood in the way.
+    pub fn lock_holder(&self) -> Option<&LockHolder> {
+        self.0.lock_holder.as_ref()
+    }
+
     /// The message without the source chain.
     pub fn message(&self) -> &str {
         &self.0.message
@@ -229,6 +278,7 @@ impl fmt::Debug for Error {
             .field("transient", &self.0.transient)
             .field("storage_full", &self.0.storage_full)
             .field("message", &self.0.message)
+            .field("lock_holder", &self.0.lock_holder)
             .finish()
     }
 }

@@ -5,6 +5,10 @@
 //! takes arbitrary bytes; decoders must return errors, never panic, and never allocate more
 //! than a small multiple of their input. Round-trip targets assert their property and panic
 //! (so the fuzzer reports) only when it does not hold.
+//!
+//! It also holds, hidden from the documentation like [`crate::format`], the few internals that
+//! tests and golden vectors need to forge or check repository objects by hand (see "Test
+//! hooks" below); nothing else outside the crate reaches them.
 
 use crate::chunker::{Chunker, ChunkerParams};
 use crate::crypto::MasterKey;
@@ -17,6 +21,9 @@ use crate::format::tree::{Tree, TreeCursor};
 use crate::format::{keyfile, pack, BlobType};
 use crate::id::BlobId;
 use crate::index::MasterIndex;
+
+// Test hooks: internals that tests and golden vectors reach through this hidden module.
+pub use crate::host::{hostname, username};
 
 /// A fuzz target body.
 pub type Target = fn(&[u8]);

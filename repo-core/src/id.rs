@@ -151,6 +151,16 @@ typed_id!(
     LockId
 );
 
+/// At most the first 8 bytes of a name, for messages, cut at a character boundary: names come
+/// from listings of storage that anyone may have written to, and need not be hex.
+pub(crate) fn short(name: &str) -> &str {
+    let mut end = name.len().min(8);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,6 +49,7 @@ mod error;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
+mod host;
 pub mod id;
 pub mod index;
 mod inspect;
@@ -67,7 +68,7 @@ pub use backend::{Backend, FileType, LocalBackend, MemoryBackend};
 pub use checker::{CheckOptions, CheckReport, Problem};
 pub use chunker::ChunkerParams;
 pub use crypto::{KdfParams, MasterKey, Secret};
-pub use error::{CorruptionKind, Error, ErrorKind, Result};
+pub use error::{CorruptionKind, Error, ErrorKind, LockDetails, LockHolder, Result};
 pub use format::config::Config;
 pub use format::index::{IndexBlob, IndexFile, IndexPack};
 pub use format::keyfile::KeyFileHeader;
@@ -75,12 +76,10 @@ pub use format::snapshot::{SnapshotFile, SnapshotSummary};
 pub use format::tree::{Node, NodeKind, Tree, Xattr};
 pub use format::BlobType;
 pub use id::{BlobId, Id, IndexId, KeyId, PackId, SnapshotId};
-pub use lock::{LockGuard, LockMode};
+pub use lock::{LockGuard, LockMode, Unlock};
 pub use progress::{CancelToken, NoProgress, OpCtx, Phase, Progress, ProgressEvent};
-pub use repository::{
-    Indexed, InitOptions, OpenOptions, Opened, Repository, Snapshot, DEFAULT_PACK_SIZE,
-};
+pub use repository::{Indexed, InitOptions, OpenOptions, Opened, Repository, DEFAULT_PACK_SIZE};
 pub use restorer::{Overwrite, PlannedEntry, RestoreOptions, RestorePlan, RestoreSummary};
-pub use snapshot::{select as select_snapshot, SnapshotFilter};
+pub use snapshot::{select as select_snapshot, Snapshot, SnapshotFilter};
 pub use stats::{DiffEntry, DiffKind, RepoStats};
 pub use walk::WalkEntry;

@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, FileType};
 use crate::crypto::MasterKey;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, LockDetails, LockHolder, Result};
 use crate::format::envelope::{self, ObjectType};
 use crate::format::lock::LockFile;
 use crate::format::MAX_SMALL_FILE_LEN;
-use crate::id::Id;
+use crate::host::{hostname, now_ns, username};
+use crate::id::{short, Id};
 
 /// Shared or exclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,16 @@ pub enum LockMode {
     Shared,
     /// Excludes every other holder.
     Exclusive,
+}
+
+/// Which locks [`crate::Repository::unlock`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unlock {
+    /// Stale locks only (see [`LockHolder::is_stale`]): safe while other processes run.
+    Stale,
+    /// Every lock, including those of running processes and those that cannot be read. Only
+    /// for when no other process is using the repository.
+    All,
 }
 
 /// How often a held lock is rewritten.
@@ -43,24 +54,6 @@ pub struct LockGuard {
     refresher: Option<JoinHandle<()>>,
 }
 
-/// This machine's host name.
-pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
-/// The current user's name.
-pub fn username() -> String {
-    nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_default()
-}
-
 fn process_alive(pid: u32) -> bool {
     let Ok(pid) = i32::try_from(pid) else {
         return false;
@@ -72,18 +65,40 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
-/// A lock found in the repository.
-#[derive(Debug, Clone)]
-pub struct FoundLock {
-    /// File name.
-    pub name: String,
-    /// Content, when it could be read.
-    pub lock: Option<LockFile>,
+impl LockDetails {
+    fn from_file(l: LockFile) -> Self {
+        Self {
+            exclusive: l.exclusive,
+            hostname: l.hostname,
+            username: l.username,
+            pid: l.pid,
+            time_ns: l.time_ns,
+            operation: l.operation,
+        }
+    }
 }
 
-impl FoundLock {
-    /// Whether the lock no longer protects anything.
-    pub fn is_stale(&self, now_ns: i64, host: &str) -> bool {
+impl LockHolder {
+    /// Whether the lock no longer protects anything: its holder is gone from this host, or it
+    /// was not refreshed for [`STALE_AFTER`]. Plain `unlock` ([`crate::Unlock::Stale`])
+    /// removes exactly these.
+    pub fn is_stale(&self) -> bool {
+        self.is_stale_at(now_ns(), &hostname())
+    }
+
+    /// Whether the holder runs on this host, whose processes can be checked.
+    pub fn on_this_host(&self) -> bool {
+        self.lock.as_ref().is_some_and(|l| l.hostname == hostname())
+    }
+
+    /// Whether the lock is dated further ahead of this host's clock than [`STALE_AFTER`]: a
+    /// wrong clock or a forged lock, which will not go stale until that time has passed.
+    pub fn is_far_future(&self) -> bool {
+        self.ahead_secs(now_ns())
+            .is_some_and(|s| s > STALE_AFTER.as_secs())
+    }
+
+    fn is_stale_at(&self, now_ns: i64, host: &str) -> bool {
         match &self.lock {
             None => false,
             Some(l) => {
@@ -104,7 +119,7 @@ impl FoundLock {
             None => {
                 let hex = self.name.len() == 64 && self.name.bytes().all(|b| b.is_ascii_hexdigit());
                 let name = if hex {
-                    format!("lock {}", crate::repository::short(&self.name))
+                    format!("lock {}", short(&self.name))
                 } else {
                     format!("locks/{}", self.name.escape_debug())
                 };
@@ -113,7 +128,7 @@ impl FoundLock {
                 )
             }
             Some(l) => {
-                let now = crate::repository::now_ns();
+                let now = now_ns();
                 let when = match self.ahead_secs(now) {
                     Some(ahead) if ahead > STALE_AFTER.as_secs() => format!(
                         "dated {} in the future, which is suspicious (a wrong clock on {}, or a forged lock): it will not go stale until then",
@@ -150,12 +165,6 @@ impl FoundLock {
         let ahead = i128::from(l.time_ns) - i128::from(now_ns);
         (ahead > 0).then(|| u64::try_from(ahead / 1_000_000_000).unwrap_or(u64::MAX))
     }
-
-    /// Dated further ahead than [`STALE_AFTER`]: a wrong clock or a forged lock.
-    fn is_far_future(&self, now_ns: i64) -> bool {
-        self.ahead_secs(now_ns)
-            .is_some_and(|s| s > STALE_AFTER.as_secs())
-    }
 }
 
 /// A duration for people, rounded down to its largest unit: "90s", "45 minutes", "3 days".
@@ -174,7 +183,7 @@ fn approx_duration(secs: u64) -> String {
 }
 
 /// Reads every lock file.
-pub fn list_locks(backend: &dyn Backend, key: &MasterKey) -> Result<Vec<FoundLock>> {
+pub(crate) fn list_locks(backend: &dyn Backend, key: &MasterKey) -> Result<Vec<LockHolder>> {
     let mut out = Vec::new();
     for (name, size) in backend.list(FileType::Lock)? {
         let lock = if size > MAX_SMALL_FILE_LEN {
@@ -182,38 +191,39 @@ pub fn list_locks(backend: &dyn Backend, key: &MasterKey) -> Result<Vec<FoundLoc
         } else {
             match backend.read(FileType::Lock, &name) {
                 Ok(bytes) => {
-                    let object = format!("lock {}", crate::repository::short(&name));
+                    let object = format!("lock {}", short(&name));
                     envelope::open(key, ObjectType::Lock, b"", &bytes, &object)
                         .and_then(|p| LockFile::from_plaintext(&p, &object))
                         .ok()
+                        .map(LockDetails::from_file)
                 }
                 // Removed meanwhile: its holder released it.
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             }
         };
-        out.push(FoundLock { name, lock });
+        out.push(LockHolder { name, lock });
     }
     Ok(out)
 }
 
-/// Removes locks: all of them (`all`), or only stale ones. Returns how many were removed.
+/// Removes locks: all of them, or only stale ones. Returns how many were removed.
 ///
 /// Removing all locks reads none of them, so that no lock file, however damaged or hostile
 /// (an unreadable body, a name that is not an id), can survive it.
-pub fn remove_locks(backend: &dyn Backend, key: &MasterKey, all: bool) -> Result<usize> {
-    if all {
+pub(crate) fn remove_locks(backend: &dyn Backend, key: &MasterKey, which: Unlock) -> Result<usize> {
+    if which == Unlock::All {
         let names = backend.list(FileType::Lock)?;
         for (name, _) in &names {
             backend.delete(FileType::Lock, name)?;
         }
         return Ok(names.len());
     }
-    let now = crate::repository::now_ns();
+    let now = now_ns();
     let host = hostname();
     let mut n = 0;
     for found in list_locks(backend, key)? {
-        if found.is_stale(now, &host) {
+        if found.is_stale_at(now, &host) {
             backend.delete(FileType::Lock, &found.name)?;
             n += 1;
         }
@@ -230,7 +240,7 @@ fn write_lock(backend: &dyn Backend, key: &MasterKey, lock: &LockFile) -> Result
 
 impl LockGuard {
     /// Takes a lock, waiting up to `wait` for conflicting holders to go away.
-    pub fn acquire(
+    pub(crate) fn acquire(
         backend: Arc<dyn Backend>,
         key: MasterKey,
         mode: LockMode,
@@ -254,13 +264,13 @@ impl LockGuard {
             hostname: host.clone(),
             username: username(),
             pid: std::process::id(),
-            time_ns: crate::repository::now_ns(),
+            time_ns: now_ns(),
             operation: operation.to_string(),
         };
         loop {
             let conflict = Self::conflict(backend.as_ref(), &key, exclusive, None, &host)?;
             if conflict.is_none() {
-                lock.time_ns = crate::repository::now_ns();
+                lock.time_ns = now_ns();
                 let name = write_lock(backend.as_ref(), &key, &lock)?;
                 // Two processes may have looked at the same moment: check again now that ours
                 // is visible, and back off if someone else's conflicts.
@@ -269,12 +279,12 @@ impl LockGuard {
                     Some(other) => {
                         backend.delete(FileType::Lock, &name)?;
                         if Instant::now() >= deadline {
-                            return Err(locked_error(&other));
+                            return Err(locked_error(other));
                         }
                     }
                 }
             } else if Instant::now() >= deadline {
-                return Err(locked_error(&conflict.unwrap_or_else(|| FoundLock {
+                return Err(locked_error(conflict.unwrap_or_else(|| LockHolder {
                     name: String::new(),
                     lock: None,
                 })));
@@ -293,13 +303,13 @@ impl LockGuard {
         exclusive: bool,
         own: Option<&str>,
         host: &str,
-    ) -> Result<Option<FoundLock>> {
-        let now = crate::repository::now_ns();
+    ) -> Result<Option<LockHolder>> {
+        let now = now_ns();
         for found in list_locks(backend, key)? {
             if Some(found.name.as_str()) == own {
                 continue;
             }
-            if found.is_stale(now, host) {
+            if found.is_stale_at(now, host) {
                 if found.lock.as_ref().is_some_and(|l| l.hostname == host) {
                     // A lock of a process that died on this host: clear it.
                     let _ = backend.delete(FileType::Lock, &found.name);
@@ -327,7 +337,7 @@ impl LockGuard {
                     loop {
                         match stopped.recv_timeout(REFRESH_INTERVAL) {
                             Err(RecvTimeoutError::Timeout) => {
-                                lock.time_ns = crate::repository::now_ns();
+                                lock.time_ns = now_ns();
                                 if let Ok(new_name) = write_lock(backend.as_ref(), &key, &lock) {
                                     let mut cur = current
                                         .lock()
@@ -351,24 +361,10 @@ impl LockGuard {
     }
 }
 
-fn locked_error(other: &FoundLock) -> Error {
-    let host = hostname();
-    // Plain `cairn unlock` removes stale locks only. An unreadable lock, or a fresh one of
-    // another host, is not stale: only `--remove-all` clears it.
-    let hint = match &other.lock {
-        None => "; nothing clears a lock that cannot be read: if no cairn process is using the repository, run `cairn unlock --remove-all`",
-        Some(_) if other.is_far_future(crate::repository::now_ns()) => {
-            "; plain `cairn unlock` will not remove it: if no cairn process is using the repository, run `cairn unlock --remove-all`"
-        }
-        Some(l) if l.hostname != host => {
-            "; this host cannot tell whether that process still runs: if it is gone, run `cairn unlock --remove-all`"
-        }
-        Some(_) => "; wait for it to finish, or raise --lock-wait",
-    };
-    Error::new(
-        ErrorKind::Locked,
-        format!("repository is locked: {}{hint}", other.describe()),
-    )
+/// The error for a conflicting lock: it describes the lock and carries it, so that the caller
+/// can say what to do about it.
+fn locked_error(other: LockHolder) -> Error {
+    Error::locked(format!("repository is locked: {}", other.describe()), other)
 }
 
 impl Drop for LockGuard {
@@ -446,7 +442,7 @@ mod tests {
             hostname: hostname(),
             username: "x".into(),
             pid: 0x7fff_fff0,
-            time_ns: crate::repository::now_ns(),
+            time_ns: now_ns(),
             operation: "prune".into(),
         };
         write_lock(backend.as_ref(), &key, &dead).unwrap();
@@ -466,9 +462,10 @@ mod tests {
         let err = LockGuard::acquire(backend, key, LockMode::Shared, "backup", Duration::ZERO)
             .err()
             .unwrap();
-        assert!(
-            err.to_string().contains("cairn unlock --remove-all"),
-            "{err}"
-        );
+        let holder = err.lock_holder().expect("a locked error names the lock");
+        let details = holder.lock.as_ref().expect("a readable lock");
+        assert_eq!(details.hostname, "elsewhere.example");
+        assert!(!holder.on_this_host() && !holder.is_stale(), "{holder:?}");
+        assert!(err.to_string().contains("x@elsewhere.example"), "{err}");
     }
 }

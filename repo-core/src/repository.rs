@@ -24,10 +24,12 @@ use crate::format::tree::Tree;
 use crate::format::{
     keyfile, BlobType, MAX_INDEX_FILE_LEN, MAX_SMALL_FILE_LEN, MAX_SNAPSHOT_FILE_LEN,
 };
-use crate::id::{BlobId, Id, IndexId, SnapshotId};
+use crate::host::now_ns;
+use crate::id::{short, BlobId, Id, IndexId, SnapshotId};
 use crate::index::MasterIndex;
 use crate::pack::reader::{BlobSpan, PackReader};
 use crate::progress::{OpCtx, Phase, ProgressEvent};
+use crate::snapshot::Snapshot;
 
 /// Parameters fixed when a repository is created.
 #[non_exhaustive]
@@ -88,26 +90,6 @@ pub struct Indexed {
     snapshots_covered: Vec<String>,
 }
 
-/// A snapshot with its id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
-    /// Id (hash of the stored snapshot file).
-    pub id: SnapshotId,
-    /// Its content.
-    pub meta: SnapshotFile,
-}
-
-impl Snapshot {
-    /// Backed-up paths, lossily as text.
-    pub fn paths_lossy(&self) -> Vec<String> {
-        self.meta
-            .paths
-            .iter()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .collect()
-    }
-}
-
 /// An open repository.
 pub struct Repository<S = Opened> {
     pub(crate) backend: Arc<dyn Backend>,
@@ -130,13 +112,6 @@ struct TreeCache {
 }
 
 const TREE_CACHE_BYTES: usize = 16 << 20;
-
-pub(crate) fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
 
 impl Repository<Opened> {
     /// Creates a new repository in an empty location and returns it opened.
@@ -545,7 +520,21 @@ impl<S: Send + Sync> Repository<S> {
         Ok(IndexId(self.write_named(FileType::Index, &sealed)?))
     }
 
-    /// Takes a lock for an operation that only reads; see [`crate::lock`].
+    /// Every lock in the repository, read and described; a lock file removed meanwhile is
+    /// left out.
+    pub fn locks(&self) -> Result<Vec<crate::error::LockHolder>> {
+        crate::lock::list_locks(self.backend.as_ref(), &self.key)
+    }
+
+    /// Removes locks, as [`Unlock`] says, and returns how many were removed. Takes no lock
+    /// itself.
+    ///
+    /// [`Unlock`]: crate::lock::Unlock
+    pub fn unlock(&self, which: crate::lock::Unlock) -> Result<usize> {
+        crate::lock::remove_locks(self.backend.as_ref(), &self.key, which)
+    }
+
+    /// Takes a lock for an operation that only reads (spec/08-locks.md).
     ///
     /// Returns `None`, holding no lock, when the repository was opened with
     /// [`OpenOptions::no_lock`] and `mode` is shared; an exclusive lock is never skipped. A
@@ -739,16 +728,6 @@ fn read_only_cause(e: &Error) -> Option<String> {
         cause = c.source();
     }
     None
-}
-
-/// At most the first 8 bytes of a name, for messages, cut at a character boundary: names come
-/// from listings of storage that anyone may have written to, and need not be hex.
-pub(crate) fn short(name: &str) -> &str {
-    let mut end = name.len().min(8);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    &name[..end]
 }
 
 pub(crate) fn type_word(file_type: FileType) -> &'static str {

@@ -1,7 +1,29 @@
-//! Choosing snapshots: filters by host, path and tag, `latest`, id prefixes and point-in-time.
+//! Snapshots as the library hands them out ([`Snapshot`]: a snapshot file with its id), and
+//! choosing them: filters by host, path and tag, `latest`, id prefixes and point-in-time.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::repository::Snapshot;
+use crate::format::snapshot::SnapshotFile;
+use crate::id::SnapshotId;
+
+/// A snapshot with its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Id (hash of the stored snapshot file).
+    pub id: SnapshotId,
+    /// Its content.
+    pub meta: SnapshotFile,
+}
+
+impl Snapshot {
+    /// Backed-up paths, lossily as text.
+    pub fn paths_lossy(&self) -> Vec<String> {
+        self.meta
+            .paths
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect()
+    }
+}
 
 /// Which snapshots to consider. Empty lists match everything.
 #[non_exhaustive]
@@ -66,8 +88,7 @@ pub fn select<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::snapshot::SnapshotFile;
-    use crate::id::{BlobId, Id, SnapshotId};
+    use crate::id::{BlobId, Id};
 
     fn snap(tags: &[&str]) -> Snapshot {
         Snapshot {

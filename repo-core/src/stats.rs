@@ -13,7 +13,8 @@ use crate::format::tree::{Node, NodeKind, Tree};
 use crate::format::BlobType;
 use crate::id::BlobId;
 use crate::progress::OpCtx;
-use crate::repository::{Indexed, Repository, Snapshot};
+use crate::repository::{Indexed, Repository};
+use crate::snapshot::Snapshot;
 use crate::walk::WalkEntry;
 
 /// Sizes and ratios of a set of snapshots.

@@ -16,10 +16,9 @@ use std::time::Duration;
 use fixture::{ctx, random_bytes, secret, write, Fixture};
 use repo_core::format::envelope::{self, ObjectType};
 use repo_core::format::lock::LockFile;
-use repo_core::lock::{list_locks, remove_locks, FoundLock};
 use repo_core::{
     Backend, BackupOptions, BlobType, ErrorKind, FileType, Id, IndexId, KeyId, LocalBackend,
-    LockMode, OpenOptions, Repository, RestoreOptions,
+    LockMode, OpenOptions, Repository, RestoreOptions, Unlock,
 };
 
 /// How long an operation on a hostile file may take before the test calls it a hang.
@@ -302,7 +301,10 @@ fn a_lock_with_a_name_or_body_that_does_not_parse_is_an_unreadable_lock() {
         let msg = err.to_string();
         assert!(msg.contains("unreadable lock"), "{msg}");
         assert!(msg.contains(shown), "names the lock {name:?}: {msg}");
-        assert!(msg.contains("cairn unlock --remove-all"), "{msg}");
+        // The error carries the lock, for the caller's advice: unreadable, so never stale.
+        let holder = err.lock_holder().expect("a locked error names the lock");
+        assert_eq!(holder.name, name);
+        assert!(holder.lock.is_none() && !holder.is_stale(), "{holder:?}");
 
         let err = fx
             .repo()
@@ -314,8 +316,7 @@ fn a_lock_with_a_name_or_body_that_does_not_parse_is_an_unreadable_lock() {
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
 
-        let key = fx.repo().master_key().clone();
-        let found = list_locks(fx.backend.as_ref(), &key).unwrap();
+        let found = fx.repo().locks().unwrap();
         assert_eq!(found.len(), 1);
         assert!(found[0].lock.is_none());
         assert!(
@@ -324,8 +325,8 @@ fn a_lock_with_a_name_or_body_that_does_not_parse_is_an_unreadable_lock() {
             found[0].describe()
         );
         // Not stale: only an explicit removal of all locks clears it, and it does.
-        assert_eq!(remove_locks(fx.backend.as_ref(), &key, false).unwrap(), 0);
-        assert_eq!(remove_locks(fx.backend.as_ref(), &key, true).unwrap(), 1);
+        assert_eq!(fx.repo().unlock(Unlock::Stale).unwrap(), 0);
+        assert_eq!(fx.repo().unlock(Unlock::All).unwrap(), 1);
         assert!(fx.backend.list(FileType::Lock).unwrap().is_empty());
         let _ = fx.backup_dir(&tmp.path().join("src"));
     }
@@ -348,35 +349,43 @@ fn plant_lock(fx: &Fixture, lock: &LockFile) -> String {
 
 #[test]
 fn a_lock_dated_in_the_future_says_so_and_far_future_ones_are_suspicious() {
-    let lock = |ahead_ns: i64| FoundLock {
-        name: "ab".repeat(32),
-        lock: Some(LockFile {
-            exclusive: true,
-            hostname: "elsewhere.example".into(),
-            username: "mallory".into(),
-            pid: 4242,
-            time_ns: now_ns().saturating_add(ahead_ns),
-            operation: "prune".into(),
-        }),
+    let lock = |ahead_ns: i64| LockFile {
+        exclusive: true,
+        hostname: "elsewhere.example".into(),
+        username: "mallory".into(),
+        pid: 4242,
+        time_ns: now_ns().saturating_add(ahead_ns),
+        operation: "prune".into(),
+    };
+    let mut fx = Fixture::memory();
+    // A lock as the library lists and describes it, then removed again.
+    let described = |fx: &Fixture, ahead_ns: i64| {
+        let _ = plant_lock(fx, &lock(ahead_ns));
+        let found = fx.repo().locks().unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(fx.repo().unlock(Unlock::All).unwrap(), 1);
+        (found[0].describe(), found[0].is_far_future())
     };
     // 228 years ahead, as in the report.
-    let far = lock(7_203_844_395 * 1_000_000_000).describe();
+    let (far, far_future) = described(&fx, 7_203_844_395 * 1_000_000_000);
     assert!(!far.contains('-'), "no negative age: {far}");
     assert!(far.contains("in the future"), "{far}");
     assert!(far.contains("suspicious"), "{far}");
     assert!(far.contains("years"), "{far}");
+    assert!(far_future);
     // A clock a little ahead is named, without alarm.
-    let near = lock(90 * 1_000_000_000).describe();
+    let (near, near_far_future) = described(&fx, 90 * 1_000_000_000);
     assert!(
         near.contains("in the future") && !near.contains("suspicious"),
         "{near}"
     );
+    assert!(!near_far_future);
     // Past locks read as before.
-    let past = lock(-5 * 1_000_000_000).describe();
+    let (past, past_far_future) = described(&fx, -5 * 1_000_000_000);
     assert!(past.contains("refreshed 5s ago"), "{past}");
+    assert!(!past_far_future);
 
-    let mut fx = Fixture::memory();
-    let _ = plant_lock(&fx, lock(i64::MAX / 2).lock.as_ref().unwrap());
+    let _ = plant_lock(&fx, &lock(i64::MAX / 2));
     let tmp = tempfile::tempdir().unwrap();
     write(&tmp.path().join("src/f"), b"x");
     let err = fx
@@ -392,7 +401,9 @@ fn a_lock_dated_in_the_future_says_so_and_far_future_ones_are_suspicious() {
         msg.contains("in the future") && msg.contains("suspicious"),
         "{msg}"
     );
-    assert!(msg.contains("cairn unlock --remove-all"), "{msg}");
+    // The error carries the lock: dated so far ahead that plain unlock will not remove it.
+    let holder = err.lock_holder().expect("a locked error names the lock");
+    assert!(holder.is_far_future() && !holder.is_stale(), "{holder:?}");
 }
 
 #[test]

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use repo_core::format::envelope::{self, ObjectType};
 use repo_core::format::lock::LockFile;
-use repo_core::lock::{hostname, list_locks, username, FoundLock};
-use repo_core::{FileType, Id, LocalBackend, OpenOptions, Opened, Repository, Secret};
+use repo_core::fuzzing::{hostname, username};
+use repo_core::{FileType, Id, LocalBackend, LockHolder, OpenOptions, Opened, Repository, Secret};
 
 use crate::support::{
     arg, assert_same_tree, json_lines, noise, summary, text, write_sample_tree, Env, PASSWORD,
@@ -44,9 +44,8 @@ fn plant_lock(env: &Env, lock: &LockFile) -> String {
 }
 
 /// The locks in the repository, decrypted.
-fn locks(env: &Env) -> Vec<FoundLock> {
-    let repo = open(env);
-    list_locks(repo.backend().as_ref(), repo.master_key()).unwrap()
+fn locks(env: &Env) -> Vec<LockHolder> {
+    open(env).locks().unwrap()
 }
 
 /// The names of the lock files, sorted.
@@ -193,7 +192,7 @@ fn parallel_backups_and_checks_share_one_repository() {
 }
 
 /// Waits until `child` holds a lock in the repository, and returns the locks.
-fn wait_for_lock(env: &Env, child: &mut Child) -> Vec<FoundLock> {
+fn wait_for_lock(env: &Env, child: &mut Child) -> Vec<LockHolder> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let found = locks(env);

@@ -5,6 +5,7 @@ use std::io::Write;
 
 use anyhow::Result;
 use clap::Args;
+use repo_core::Unlock;
 use serde_json::json;
 
 use super::App;
@@ -22,8 +23,12 @@ pub struct UnlockArgs {
 /// Runs `cairn unlock`.
 pub fn run(app: &App, args: &UnlockArgs) -> Result<u8> {
     let repo = app.open()?;
-    let removed =
-        repo_core::lock::remove_locks(repo.backend().as_ref(), repo.master_key(), args.remove_all)?;
+    let which = if args.remove_all {
+        Unlock::All
+    } else {
+        Unlock::Stale
+    };
+    let removed = repo.unlock(which)?;
     if app.global.json {
         output::json_line(&json!({"removed": removed}))?;
     } else if !app.global.quiet {

@@ -332,7 +332,7 @@ impl<'r> PackWriter<'r> {
                 return Err(Error::backend(
                     format!(
                         "pack {}: storage holds {stored} of {} bytes after the upload ({attempt} attempts)",
-                        crate::repository::short(name),
+                        crate::id::short(name),
                         bytes.len()
                     ),
                     false,

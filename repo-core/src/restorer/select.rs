@@ -18,7 +18,8 @@ use crate::format::tree::{Node, NodeKind};
 use crate::format::BlobType;
 use crate::id::{BlobId, PackId};
 use crate::progress::OpCtx;
-use crate::repository::{Indexed, Repository, Snapshot};
+use crate::repository::{Indexed, Repository};
+use crate::snapshot::Snapshot;
 
 pub(super) fn globset(patterns: &[String]) -> Result<GlobSet> {
     let mut b = GlobSetBuilder::new();
