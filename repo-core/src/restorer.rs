@@ -31,9 +31,10 @@
 //! against the identity recorded on the way down.
 //!
 //! **Modules.** [`options`]: options, plan, summary; [`select`]: the selection walk, planning
-//! and the dry run; [`execute`]: batches and the parallel filling of files; [`local`]: the
+//! and the dry run; [`destination`]: the seam every restore writes through, and its driver; [`execute`]: batches and the parallel filling of files; [`local`]: the
 //! local file system operations, descriptor-relative.
 
+mod destination;
 mod execute;
 mod local;
 mod options;

@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 use rustix::fs::{FileType as Kind, Mode, OFlags};
 
+use super::destination::Destination;
 use super::local::dirfd::{self as rfs, DirFd};
 use super::local::{open_target, temp_name};
 use super::options::{Overwrite, RestoreOptions, RestorePlan, RestoreSummary};
-use super::select::{globset, Sel};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::tree::{Node, NodeKind, Xattr};
 use crate::format::BlobType;
@@ -304,51 +304,55 @@ impl Restorer<'_, '_> {
             total_items: Some(self.plan.files + self.plan.dirs + self.plan.others),
             total_bytes: Some(self.plan.bytes),
         });
-        let includes = globset(&self.opts.includes)?;
-        let excludes = globset(&self.opts.excludes)?;
         let repo = self.repo;
-        let ctx = self.ctx;
-        let plan = self.plan;
-        let result = repo.select(
-            ctx,
-            &plan.start,
-            &plan.sub,
-            &includes,
-            &excludes,
-            &mut |s| match s {
-                Sel::Enter { node, .. } => self.enter(node),
-                Sel::Exit => self.exit().map(|()| true),
-                Sel::Leaf { node, .. } => self.leaf(node).map(|()| true),
-            },
-        );
-        // A flush may queue own copies of hard links for one more batch.
-        let result = result.and_then(|()| {
-            while !self.batch.files.is_empty()
-                || !self.batch.links.is_empty()
-                || !self.batch.finished.is_empty()
-            {
-                self.flush()?;
-            }
-            Ok(())
-        });
-        if let Err(e) = result {
-            // Temporary files of the batch are removed; directories still open get the
-            // snapshot's metadata, so none is left owner-only or made writable.
-            self.discard_batch();
-            while !self.stack.is_empty() {
-                if self.exit().is_err() {
-                    break;
-                }
-            }
-            self.finish_dirs();
-            return Err(e);
-        }
+        let (ctx, plan) = (self.ctx, self.plan);
+        repo.restore_into(ctx, plan, self)?;
         self.ctx.progress.event(&ProgressEvent::PhaseFinished {
             phase: Phase::Restore,
         });
         Ok(())
     }
+}
 
+/// The local file system under the target: entries are made as the module docs say.
+impl Destination for Restorer<'_, '_> {
+    fn enter(&mut self, _rel: &Path, node: &Node) -> Result<bool> {
+        Restorer::enter(self, node)
+    }
+
+    fn exit(&mut self) -> Result<()> {
+        Restorer::exit(self)
+    }
+
+    fn leaf(&mut self, _rel: &Path, node: &Node) -> Result<()> {
+        Restorer::leaf(self, node)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        // A flush may queue own copies of hard links for one more batch.
+        while !self.batch.files.is_empty()
+            || !self.batch.links.is_empty()
+            || !self.batch.finished.is_empty()
+        {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn abandon(&mut self) {
+        // Temporary files of the batch are removed; directories still open get the
+        // snapshot's metadata, so none is left owner-only or made writable.
+        self.discard_batch();
+        while !self.stack.is_empty() {
+            if Restorer::exit(self).is_err() {
+                break;
+            }
+        }
+        self.finish_dirs();
+    }
+}
+
+impl Restorer<'_, '_> {
     /// The directory new entries go into: the deepest level, or the target.
     pub(super) fn current_dir(&self) -> Result<Arc<DirFd>> {
         match self.stack.last() {

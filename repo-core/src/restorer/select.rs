@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
+use super::destination::Destination;
 use super::options::{Overwrite, PlannedEntry, RestoreOptions, RestorePlan};
 use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
@@ -341,72 +342,102 @@ impl Repository<Indexed> {
         target: &Path,
         visit: &mut dyn FnMut(&PlannedEntry) -> Result<()>,
     ) -> Result<()> {
-        let includes = globset(&plan.opts.includes)?;
-        let excludes = globset(&plan.opts.excludes)?;
-        let overwrite = plan.opts.overwrite;
-        let mut first_of: HashMap<(u64, u64), PathBuf> = HashMap::new();
-        self.select(
-            ctx,
-            &plan.start,
-            &plan.sub,
-            &includes,
-            &excludes,
-            &mut |s| {
-                let (rel, node) = match s {
-                    Sel::Enter { rel, node } | Sel::Leaf { rel, node } => (rel, node),
-                    Sel::Exit => return Ok(true),
-                };
-                let existing = std::fs::symlink_metadata(target.join(rel)).ok();
-                let mut link_to = None;
-                if node.kind == NodeKind::File && node.links > 1 {
-                    match first_of.get(&(node.device, node.inode)) {
-                        Some(f) => link_to = Some(f.clone()),
-                        None => {
-                            let _ = first_of.insert((node.device, node.inode), rel.to_path_buf());
-                        }
-                    }
-                }
-                let damaged = node.kind == NodeKind::File
-                    && link_to.is_none()
-                    && self.content_len(&node.content, None) != Some(node.size);
-                let action = match (&existing, node.kind) {
-                    _ if damaged => "damaged",
-                    (None, _) => "create",
-                    (Some(m), NodeKind::Dir) if m.is_dir() => "merge",
-                    (Some(_), _) if overwrite == Overwrite::Never => "keep",
-                    (Some(m), NodeKind::File)
-                        if overwrite == Overwrite::IfChanged
-                            && m.is_file()
-                            && std::os::unix::fs::MetadataExt::size(m) == node.size
-                            && mtime_ns(m) == node.mtime_ns =>
-                    {
-                        "keep"
-                    }
-                    (Some(m), _) if m.is_dir() => {
-                        let empty = std::fs::read_dir(target.join(rel))
-                            .map(|mut d| d.next().is_none())
-                            .unwrap_or(false);
-                        if empty {
-                            "replace"
-                        } else if plan.opts.delete_conflicting {
-                            "delete-conflicting"
-                        } else {
-                            "conflict"
-                        }
-                    }
-                    (Some(_), _) => "replace",
-                };
-                visit(&PlannedEntry {
-                    path: rel.to_path_buf(),
-                    kind: node.kind.as_str(),
-                    size: node.size,
-                    link_to,
-                    action,
-                })?;
-                Ok(true)
-            },
-        )
+        let mut dry = DryRun {
+            repo: self,
+            plan,
+            target,
+            first_of: HashMap::new(),
+            visit,
+        };
+        self.restore_into(ctx, plan, &mut dry)
     }
+}
+
+/// The dry run as a destination: each entry is compared with what the target holds, and
+/// reported with the action a restore would take.
+struct DryRun<'a, 'v> {
+    repo: &'a Repository<Indexed>,
+    plan: &'a RestorePlan,
+    target: &'a Path,
+    /// The first name of each hard-link group seen.
+    first_of: HashMap<(u64, u64), PathBuf>,
+    visit: &'v mut dyn FnMut(&PlannedEntry) -> Result<()>,
+}
+
+impl DryRun<'_, '_> {
+    fn entry(&mut self, rel: &Path, node: &Node) -> Result<()> {
+        let (plan, target, overwrite) = (self.plan, self.target, self.plan.opts.overwrite);
+        let existing = std::fs::symlink_metadata(target.join(rel)).ok();
+        let mut link_to = None;
+        if node.kind == NodeKind::File && node.links > 1 {
+            match self.first_of.get(&(node.device, node.inode)) {
+                Some(f) => link_to = Some(f.clone()),
+                None => {
+                    let _ = self
+                        .first_of
+                        .insert((node.device, node.inode), rel.to_path_buf());
+                }
+            }
+        }
+        let damaged = node.kind == NodeKind::File
+            && link_to.is_none()
+            && self.repo.content_len(&node.content, None) != Some(node.size);
+        let action = match (&existing, node.kind) {
+            _ if damaged => "damaged",
+            (None, _) => "create",
+            (Some(m), NodeKind::Dir) if m.is_dir() => "merge",
+            (Some(_), _) if overwrite == Overwrite::Never => "keep",
+            (Some(m), NodeKind::File)
+                if overwrite == Overwrite::IfChanged
+                    && m.is_file()
+                    && std::os::unix::fs::MetadataExt::size(m) == node.size
+                    && mtime_ns(m) == node.mtime_ns =>
+            {
+                "keep"
+            }
+            (Some(m), _) if m.is_dir() => {
+                let empty = std::fs::read_dir(target.join(rel))
+                    .map(|mut d| d.next().is_none())
+                    .unwrap_or(false);
+                if empty {
+                    "replace"
+                } else if plan.opts.delete_conflicting {
+                    "delete-conflicting"
+                } else {
+                    "conflict"
+                }
+            }
+            (Some(_), _) => "replace",
+        };
+        (self.visit)(&PlannedEntry {
+            path: rel.to_path_buf(),
+            kind: node.kind.as_str(),
+            size: node.size,
+            link_to,
+            action,
+        })
+    }
+}
+
+impl Destination for DryRun<'_, '_> {
+    fn enter(&mut self, rel: &Path, node: &Node) -> Result<bool> {
+        self.entry(rel, node).map(|()| true)
+    }
+
+    fn exit(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    fn leaf(&mut self, rel: &Path, node: &Node) -> Result<()> {
+        self.entry(rel, node)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Nothing was changed, so nothing is undone.
+    fn abandon(&mut self) {}
 }
 
 pub(super) fn mtime_ns(m: &std::fs::Metadata) -> i64 {
