@@ -97,8 +97,11 @@ pub trait Backend: Send + Sync {
     /// A human-readable location (path or URL) for messages.
     fn location(&self) -> String;
 
-    /// Prepares an empty repository location (directories, bucket); fails if it holds a
-    /// repository (a config) or files that are not a repository's, and then changes nothing.
+    /// Prepares a location for a new repository (directories, bucket). A location holding
+    /// only what an interrupted init leaves (the layout and key files, no config) is accepted
+    /// as it is; one holding a repository (a config) or files that are not a repository's is
+    /// refused, and then nothing changes. What to do with leftovers is the repository's
+    /// decision ([`Repository::init`](crate::Repository::init)), never the backend's.
     fn create(&self) -> Result<()>;
 
     /// Stores a whole object atomically, replacing one of the same name.

@@ -135,6 +135,12 @@ impl Repository<Opened> {
         let backend: Arc<dyn Backend> = Arc::new(crate::backend::RetryBackend::new(backend));
         opts.kdf.derive(b"", &[0u8; 16])?;
         backend.create()?;
+        // A location without a config holds no repository: key files there are what an
+        // interrupted init left, wrapping a master key that nothing uses. Removed, so the
+        // new repository has exactly its own key.
+        for (name, _) in backend.list(FileType::Key)? {
+            backend.delete(FileType::Key, &name)?;
+        }
         let key = MasterKey::generate()?;
         // Key first, config last: a location with a config is a complete repository.
         let keyfile = keyfile::encode(&key, password, opts.kdf, now_ns() / 1_000_000_000)?;

@@ -36,9 +36,13 @@ fn name_for(t: FileType, i: u64) -> String {
 /// check, at the first failure. `make` must give a new, empty location each call.
 pub fn backend_conformance(make: impl Fn() -> Arc<dyn Backend>) {
     type Check = fn(&dyn Backend);
-    let checks: [(&str, Check); 11] = [
+    let checks: [(&str, Check); 12] = [
         ("create prepares an empty location", create_prepares),
         ("create refuses a repository", create_refuses_a_repository),
+        (
+            "create accepts what an interrupted init left",
+            create_accepts_an_interrupted_init,
+        ),
         ("write then read, whole", write_read_whole),
         ("types are separate namespaces", namespaces),
         ("missing objects are not found", missing_objects),
@@ -113,6 +117,19 @@ fn create_refuses_a_repository(b: &dyn Backend) {
             "{t:?}/{n}: a refused create changes nothing"
         );
     }
+}
+
+/// An init that stopped after writing its key file leaves a key and no config: `create`
+/// accepts that location and leaves the key to `Repository::init`.
+fn create_accepts_an_interrupted_init(b: &dyn Backend) {
+    let (n, data) = (name_for(FileType::Key, 7), noise(64, 7));
+    b.write(FileType::Key, &n, &data).expect("write a key");
+    b.create()
+        .expect("create on a location an interrupted init left");
+    assert!(
+        b.read(FileType::Key, &n).expect("read the key") == data,
+        "create leaves the key file alone"
+    );
 }
 
 fn write_read_whole(b: &dyn Backend) {

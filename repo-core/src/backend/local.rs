@@ -149,10 +149,6 @@ impl Backend for LocalBackend {
                         )));
                     }
                 }
-                // Key files of an interrupted init wrap a master key that no config uses.
-                for (name, _) in self.list(FileType::Key)? {
-                    self.delete(FileType::Key, &name)?;
-                }
             }
             Err(e) if e.kind() == IoKind::NotFound => {
                 fs::create_dir_all(&self.root)
@@ -444,16 +440,20 @@ mod tests {
     }
 
     #[test]
-    fn create_completes_an_interrupted_init() {
+    fn create_accepts_what_an_interrupted_init_left() {
         let dir = tempfile::tempdir().unwrap();
         let b = LocalBackend::new(dir.path().join("repo"));
         b.create().unwrap();
         b.write(FileType::Key, "0123456789abcdef", b"orphan key")
             .unwrap();
+        // The layout and a key file, no config: accepted, and the key is the repository's
+        // business (Repository::init removes it), not the backend's.
         b.create().unwrap();
+        assert_eq!(b.list(FileType::Key).unwrap().len(), 1);
+        b.write(FileType::Config, "config", b"sealed").unwrap();
         assert!(
-            b.list(FileType::Key).unwrap().is_empty(),
-            "orphaned key files are removed"
+            b.create().is_err(),
+            "a location with a config is a repository"
         );
     }
 }

@@ -55,7 +55,8 @@ impl Backend for MemoryBackend {
     }
 
     fn create(&self) -> Result<()> {
-        if self.map().is_empty() {
+        // Key files alone are what an interrupted init leaves.
+        if self.map().keys().all(|(t, _)| *t == FileType::Key) {
             Ok(())
         } else {
             Err(Error::invalid("memory: already holds objects"))
