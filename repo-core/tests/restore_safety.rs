@@ -15,11 +15,11 @@ use std::process::{Command, Stdio};
 
 use fixture::{ctx, write, Fixture};
 use repo_core::{Overwrite, RestoreOptions};
+use repo_testkit::{chown_nobody, copy_for_nobody, nobody_command};
 
 /// In a child process of this test binary, run as `nobody`: the racer of
 /// [`racing_directory_swap_never_reaches_outside_the_target`].
 const RACER_ENV: &str = "CAIRN_TEST_RACER_TARGET";
-const NOBODY: u32 = 65534;
 
 /// The racer: exchanges `d` and `s` (a symlink to the victim directory) in its working
 /// directory as fast as it can until `stop` exists, then prints how many exchanges happened.
@@ -104,9 +104,7 @@ fn racing_directory_swap_never_reaches_outside_the_target() {
     fs::set_permissions(&victim, fs::Permissions::from_mode(0o700)).unwrap();
     let before = state(&victim);
     // The racer runs this test binary as nobody; the binary is copied where nobody can run it.
-    let racer_exe = tmp.path().join("racer");
-    fs::copy(std::env::current_exe().unwrap(), &racer_exe).unwrap();
-    fs::set_permissions(&racer_exe, fs::Permissions::from_mode(0o755)).unwrap();
+    let racer_exe = copy_for_nobody(&std::env::current_exe().unwrap(), &tmp.path().join("racer"));
     let stop = tmp.path().join("stop");
 
     // A race is won about every other round: the rounds go on past `iterations` until one
@@ -117,11 +115,9 @@ fn racing_directory_swap_never_reaches_outside_the_target() {
     while i < iterations || (won == 0 && i < most) {
         let target = tmp.path().join(format!("target{i}"));
         fs::create_dir(&target).unwrap();
-        std::os::unix::fs::chown(&target, Some(NOBODY), Some(NOBODY)).unwrap();
+        chown_nobody(&target);
         let _ = fs::remove_file(&stop);
-        let mut child = Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(&racer_exe)
+        let mut child = nobody_command(&racer_exe)
             .args([
                 "--exact",
                 "racing_directory_swap_never_reaches_outside_the_target",

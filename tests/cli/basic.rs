@@ -100,7 +100,7 @@ fn unreadable_file_is_skipped_with_exit_3() {
     let out = if is_root() {
         // Root reads the file whatever its mode: the backup runs as nobody, who owns
         // everything here but cannot read a file of mode 000.
-        open_to_others(&env);
+        open_to_others(&env.path(""));
         chown_tree_nobody(&env.path(""));
         as_nobody(&env, &["backup", arg(&src)])
     } else {

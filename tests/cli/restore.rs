@@ -426,7 +426,7 @@ fn a_user_restores_twice_over_read_only_files() {
         fs::set_permissions(src.join(p), fs::Permissions::from_mode(m)).unwrap();
     }
     let _ = env.ok(&["backup", arg(&src)]);
-    open_to_others(&env);
+    open_to_others(&env.path(""));
     chown_tree_nobody(&env.repo);
     let target = env.path("target");
     fs::create_dir(&target).unwrap();

@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub use repo_testkit::{assert_same_tree, is_root, noise, Tmpfs, TreeCompare};
+pub use repo_testkit::{
+    assert_same_tree, chown_nobody, chown_tree_nobody, is_root, noise, open_to_others, Tmpfs,
+    TreeCompare,
+};
 
 /// The password of test repositories.
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -196,50 +199,8 @@ pub fn tree_paths(dir: &Path) -> Vec<String> {
     out
 }
 
-/// `cairn ARGS` as the unprivileged user nobody (uid and gid 65534, no groups), with the
-/// environment of [`Env::cairn`]. The binary is copied into the environment's directory first:
-/// the build directory may be out of nobody's reach (a clone in a 0700 temporary directory).
+/// `cairn ARGS` as the unprivileged user nobody, with the environment of [`Env::cairn`]; the
+/// binary is copied into the environment's directory first (see [`repo_testkit::as_nobody`]).
 pub fn as_nobody(env: &Env, args: &[&str]) -> Output {
-    let base = env.cairn();
-    let exe = env.path("cairn-as-nobody");
-    if !exe.exists() {
-        fs::copy(base.get_program(), &exe).expect("copy cairn");
-        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(&exe)
-        .args(args);
-    for (k, v) in base.get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    cmd.stdin(Stdio::null()).output().expect("run setpriv")
-}
-
-/// Makes the environment's directory reachable by other users (tempdirs are 0700).
-pub fn open_to_others(env: &Env) {
-    let mut p = env.path("x");
-    while p.pop() && p != Path::new("/") {
-        let mode = fs::metadata(&p).unwrap().permissions().mode();
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode | 0o011)).unwrap();
-    }
-    fs::set_permissions(env.path(""), fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-/// Gives `path` (not following a symlink) to nobody.
-pub fn chown_nobody(path: &Path) {
-    std::os::unix::fs::lchown(path, Some(65534), Some(65534)).unwrap();
-}
-
-/// Gives `root` and everything below it (symlinks not followed) to nobody.
-pub fn chown_tree_nobody(root: &Path) {
-    chown_nobody(root);
-    if fs::symlink_metadata(root).unwrap().is_dir() {
-        for e in fs::read_dir(root).unwrap() {
-            chown_tree_nobody(&e.unwrap().path());
-        }
-    }
+    repo_testkit::as_nobody(&env.cairn(), &env.path("cairn-as-nobody"), args)
 }

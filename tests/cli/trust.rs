@@ -260,7 +260,7 @@ fn a_cache_that_cannot_be_written_is_one_warning_not_a_failure() {
     let src = env.path("src");
     write_sample_tree(&src);
     let _ = env.ok(&["backup", arg(&src)]);
-    open_to_others(&env);
+    open_to_others(&env.path(""));
     // A cache home of root's: nobody cannot create a cache there...
     let roots = env.path("roots-cache");
     fs::create_dir(&roots).unwrap();
@@ -335,7 +335,7 @@ fn a_repository_nobody_may_write_is_read_with_no_lock() {
     let src = env.path("src");
     write_sample_tree(&src);
     let _ = env.ok(&["backup", arg(&src)]);
-    open_to_others(&env);
+    open_to_others(&env.path(""));
     // Repository files stay root's and not writable by others; the cache and target are
     // nobody's.
     let cache = env.path("nobodys-cache");

@@ -18,7 +18,9 @@ use repo_core::{
 };
 // Each harness includes this file; not every one uses each of these.
 #[allow(unused_imports)]
-pub use repo_testkit::{assert_same_tree, entries, first_difference, is_root, tree_differences};
+pub use repo_testkit::{
+    assert_same_tree, entries, first_difference, is_root, rerun_as_nobody, tree_differences,
+};
 
 /// The password of every test repository.
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -49,44 +51,6 @@ pub fn secret() -> Secret {
 /// A silent, never-cancelled context.
 pub fn ctx() -> OpCtx<'static> {
     OpCtx::default()
-}
-
-/// The environment variable that marks a test process re-run by [`rerun_as_nobody`].
-const AS_NOBODY_ENV: &str = "CAIRN_TEST_AS_NOBODY";
-
-/// Makes a test about permissions work as root (who reads every file whatever its mode). As
-/// root, runs the test `name` of this harness again in a child process as the unprivileged
-/// user nobody (uid and gid 65534, no groups, through `setpriv`), asserts that exactly that
-/// one test ran there and passed, and returns `true`: the caller then returns. In that child,
-/// or when not root, returns `false`: the caller runs its body. The harness binary is copied
-/// to a directory nobody can reach first (the build directory may be out of reach).
-pub fn rerun_as_nobody(name: &str) -> bool {
-    if !is_root() || std::env::var_os(AS_NOBODY_ENV).is_some() {
-        return false;
-    }
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let exe = dir.path().join("harness");
-    fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(&exe)
-        .args(["--exact", name, "--test-threads=1", "--nocapture"])
-        .env(AS_NOBODY_ENV, "1")
-        .env("TMPDIR", "/tmp")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run setpriv");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("test result: ok. 1 passed"),
-        "{name} as nobody: {}\n{stdout}\n{stderr}",
-        out.status
-    );
-    true
 }
 
 /// A repository with its backend, kept indexed: every backup through [`Fixture::backup`]
