@@ -35,6 +35,17 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Patterns
+//!
+//! Backup excludes, restore includes and excludes and [`Repository::find`] share one pattern
+//! dialect. `*` and `?` match within one path component, `**` across components, `[abc]` a
+//! character class, and `\` escapes the next character. A pattern that starts with `/` is
+//! matched against the whole path (the absolute path in a backup, the path inside the snapshot
+//! otherwise); any other pattern matches the last components of a path at any depth (`*.log`,
+//! `b/c`). A pattern that ends with `/` matches directories only: `cache/` selects a directory
+//! named `cache` and everything below it, never a file of that name. An empty pattern is an
+//! error.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -55,6 +66,7 @@ pub mod index;
 mod inspect;
 pub mod lock;
 mod pack;
+mod pattern;
 mod progress;
 mod repository;
 mod restorer;

@@ -5,13 +5,13 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use globset::{GlobBuilder, GlobSetBuilder};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::tree::{Node, NodeKind, Tree};
 use crate::format::BlobType;
 use crate::id::BlobId;
+use crate::pattern::PatternSet;
 use crate::progress::OpCtx;
 use crate::repository::{Indexed, Repository};
 use crate::snapshot::Snapshot;
@@ -197,35 +197,21 @@ impl Repository<Indexed> {
         Ok(out.into_iter().map(|(_, entry)| entry).collect())
     }
 
-    /// Entries whose name or path matches one of `patterns`, across `snapshots`.
+    /// Entries whose name or path matches one of `patterns` (the dialect of
+    /// [`crate::pattern`]: anchored with a leading `/`, directories only with a trailing one),
+    /// across `snapshots`.
     pub fn find(
         &self,
         ctx: &OpCtx<'_>,
         snapshots: &[Snapshot],
         patterns: &[String],
     ) -> Result<Vec<(Snapshot, WalkEntry)>> {
-        let mut b = GlobSetBuilder::new();
-        for p in patterns {
-            let pat = if p.starts_with('/') {
-                p.clone()
-            } else {
-                format!("**/{p}")
-            };
-            let _ = b.add(
-                GlobBuilder::new(&pat)
-                    .literal_separator(true)
-                    .build()
-                    .map_err(|e| Error::invalid(format!("invalid pattern {p:?}: {e}")))?,
-            );
-        }
-        let set = b
-            .build()
-            .map_err(|e| Error::invalid(format!("invalid patterns: {e}")))?;
+        let set = PatternSet::sensitive("find", patterns)?;
         let mut out = Vec::new();
         for snap in snapshots {
             self.walk_tree(&snap.meta.tree, Path::new("/"), &mut |e| {
                 ctx.cancel.check()?;
-                if set.is_match(&e.path) {
+                if set.matches(&e.path, e.node.kind == NodeKind::Dir) {
                     out.push((snap.clone(), e.clone()));
                 }
                 Ok(true)

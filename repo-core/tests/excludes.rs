@@ -168,3 +168,68 @@ fn one_file_system_stays_on_the_backup_path_file_system() {
         );
     }
 }
+
+/// A trailing `/` excludes directories only, for plain and case-insensitive patterns, at any
+/// depth and anchored, and the pre-scan's totals agree with what the backup stores.
+#[test]
+fn trailing_slash_excludes_directories_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    for p in [
+        "build/out.o",
+        "lib/build",
+        "deep/er/build/x",
+        "Tmp/a",
+        "tmp",
+        "anchored/z",
+        "sub/anchored",
+    ] {
+        write(&src.join(p), p.as_bytes());
+    }
+    let mut opts = BackupOptions::default();
+    opts.excludes = vec!["build/".into(), format!("{}/anchored/", src.display())];
+    opts.iexcludes = vec!["TMP/".into()];
+    opts.scan = true;
+    let mut fx = Fixture::memory();
+    let (summary, snapshot) = fx.backup(&[&src], &opts);
+    assert!(summary.skipped.is_empty());
+    assert_eq!(
+        fx.paths(&snapshot, &src),
+        set(&[
+            // A file named like the directory pattern is kept.
+            "lib",
+            "lib/build",
+            "deep",
+            "deep/er",
+            "tmp",
+            "sub",
+            "sub/anchored",
+        ])
+    );
+    assert_eq!(summary.stats.files_new, 3, "only the kept files are read");
+    // Without the slash the same names go whatever they are.
+    opts.excludes = vec!["build".into()];
+    opts.iexcludes = vec!["TMP".into()];
+    let (_, snapshot) = fx.backup(&[&src], &opts);
+    let paths = fx.paths(&snapshot, &src);
+    for gone in ["build", "lib/build", "deep/er/build", "Tmp", "tmp"] {
+        assert!(!paths.contains(Path::new(gone)), "{gone} kept: {paths:?}");
+    }
+    assert!(paths.contains(Path::new("anchored/z")));
+}
+
+#[test]
+fn empty_pattern_is_invalid_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fx = Fixture::memory();
+    for bad in ["", "/"] {
+        let mut opts = BackupOptions::default();
+        opts.excludes = vec![bad.into()];
+        let err = fx
+            .backup_with(&fixture::ctx(), &[tmp.path()], &opts)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains("empty"), "{err}");
+    }
+    assert!(fx.repo().snapshots(&fixture::ctx()).unwrap().is_empty());
+}

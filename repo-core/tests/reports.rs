@@ -142,6 +142,49 @@ fn find_matches_names_and_anchored_paths_across_snapshots() {
     assert!(found(&["*.pdf".into()]).is_empty());
 }
 
+/// A trailing `/` finds directories only; without it, both kinds.
+#[test]
+fn find_with_trailing_slash_lists_directories_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    write(&src.join("a/cache"), b"a file named cache");
+    write(&src.join("b/cache/x"), b"in a directory named cache");
+    let mut fx = Fixture::memory();
+    let (_, snap) = fx.backup_dir(&src);
+    let found = |p: &str| -> Vec<(PathBuf, NodeKind)> {
+        let mut v: Vec<_> = fx
+            .repo()
+            .find(&ctx(), std::slice::from_ref(&snap), &[p.to_string()])
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| {
+                (
+                    e.path.strip_prefix(&src).unwrap().to_path_buf(),
+                    e.node.kind,
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    assert_eq!(
+        found("cache/"),
+        vec![(PathBuf::from("b/cache"), NodeKind::Dir)]
+    );
+    assert_eq!(
+        found("cache"),
+        vec![
+            (PathBuf::from("a/cache"), NodeKind::File),
+            (PathBuf::from("b/cache"), NodeKind::Dir)
+        ]
+    );
+    assert_eq!(
+        found(&format!("{}/a/cache/", src.display())),
+        vec![],
+        "anchored and directories only: the file does not match"
+    );
+}
+
 #[test]
 fn stats_count_dedup_and_compression() {
     let tmp = tempfile::tempdir().unwrap();

@@ -394,3 +394,59 @@ fn restoring_again_over_an_earlier_restore_with_other_hard_links() {
     );
     fixture::assert_same_tree(&src, &target);
 }
+
+/// A trailing `/` selects directories only, in includes and in excludes.
+#[test]
+fn trailing_slash_includes_and_excludes_directories_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    for f in [
+        "img/logo.png",
+        "docs/img",
+        "docs/a.txt",
+        "docs/deep/img/x.png",
+    ] {
+        write(&src.join(f), f.as_bytes());
+    }
+    let mut fx = Fixture::memory();
+    let (_, snapshot) = fx.backup_dir(&src);
+
+    let mut opts = options(&src);
+    opts.includes = vec!["img/".into()];
+    let target = tmp.path().join("inc");
+    let summary = fx.restore(&snapshot, &opts, &target).unwrap();
+    assert_eq!(
+        tree(&target),
+        set(&[
+            "img",
+            "img/logo.png",
+            "docs",
+            "docs/deep",
+            "docs/deep/img",
+            "docs/deep/img/x.png"
+        ]),
+        "the file docs/img is not a directory"
+    );
+    assert_eq!(summary.files_restored, 2);
+    let plan = fx.repo().plan_restore(&ctx(), &snapshot, &opts).unwrap();
+    assert_eq!(plan.files, 2, "the plan counts with the same rule");
+
+    let mut opts = options(&src);
+    opts.excludes = vec!["img/".into()];
+    let target = tmp.path().join("exc");
+    let _ = fx.restore(&snapshot, &opts, &target).unwrap();
+    assert_eq!(
+        tree(&target),
+        set(&["docs", "docs/img", "docs/a.txt", "docs/deep"])
+    );
+
+    let mut opts = options(&src);
+    opts.excludes = vec!["img".into()];
+    let target = tmp.path().join("exc-any");
+    let _ = fx.restore(&snapshot, &opts, &target).unwrap();
+    assert_eq!(
+        tree(&target),
+        set(&["docs", "docs/a.txt", "docs/deep"]),
+        "without the slash, files and directories alike"
+    );
+}

@@ -189,3 +189,67 @@ fn exclude_caches_never_opens_a_fifo_named_cachedir_tag() {
         ["dir", "dir/CACHEDIR.TAG", "dir/file.txt"]
     );
 }
+
+/// One pattern dialect on every command: `cache/` is a directory named `cache`, never the
+/// file of that name, in backup --exclude, restore --include and --exclude, and find.
+#[test]
+fn trailing_slash_means_directories_only_in_every_command() {
+    let env = Env::new();
+    let src = env.path("src");
+    put(&src, "a/cache");
+    put(&src, "b/cache/x");
+    put(&src, "c.txt");
+    env.init();
+
+    let _ = env.ok(&["backup", arg(&src), "--exclude", "cache/"]);
+    assert_eq!(snapshot_paths(&env, &src), ["a", "a/cache", "b", "c.txt"]);
+
+    let _ = env.ok(&["backup", arg(&src)]);
+    let spec = format!("latest:{}", src.display());
+    let target = env.path("included");
+    let _ = env.ok(&[
+        "restore",
+        &spec,
+        "--target",
+        arg(&target),
+        "--include",
+        "cache/",
+    ]);
+    assert_eq!(tree_paths(&target), ["b", "b/cache", "b/cache/x"]);
+    let target = env.path("excluded");
+    let _ = env.ok(&[
+        "restore",
+        &spec,
+        "--target",
+        arg(&target),
+        "--exclude",
+        "cache/",
+    ]);
+    assert_eq!(tree_paths(&target), ["a", "a/cache", "b", "c.txt"]);
+
+    let out = env.ok(&["--json", "find", "cache/", "--snapshot", "latest"]);
+    let groups = &json_lines(&out.stdout)[0];
+    let found: Vec<&str> = groups[0]["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, [format!("{}/b/cache", src.display())]);
+    let out = env.ok(&["--json", "find", "cache", "--snapshot", "latest"]);
+    assert_eq!(
+        json_lines(&out.stdout)[0][0]["matches"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // An empty pattern is refused with one line, and nothing is saved.
+    let before = env.snapshots().len();
+    let out = env.run(&["backup", arg(&src), "--exclude", ""]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = crate::support::one_error_line(&out.stderr);
+    assert!(err.contains("empty"), "{err}");
+    assert_eq!(env.snapshots().len(), before);
+}

@@ -26,8 +26,9 @@ pub struct BackupArgs {
     /// symlink, unless it ends with a slash (/var/run/ backs up the directory it points to).
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<PathBuf>,
-    /// Exclude entries matching a glob (`*` within a name, `**` across directories;
-    /// a pattern without a leading `/` matches at any depth). Repeatable.
+    /// Exclude entries matching a pattern (`*` within a name, `**` across directories;
+    /// a leading `/` anchors it at the root, otherwise it matches at any depth; a trailing
+    /// `/` matches directories only). Repeatable.
     #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
     pub excludes: Vec<String>,
     /// Like --exclude, ignoring case.

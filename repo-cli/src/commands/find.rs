@@ -1,7 +1,7 @@
-//! `cairn find PATTERN...`: entries whose name or path matches a glob, across snapshots.
+//! `cairn find PATTERN...`: entries whose name or path matches a pattern, across snapshots.
 //!
 //! A pattern with a leading `/` matches whole paths inside the snapshot; otherwise it matches
-//! at any depth (`*.conf`, `src/**/*.rs`).
+//! at any depth (`*.conf`, `src/**/*.rs`); with a trailing `/` it matches directories only.
 
 use std::io::Write;
 
@@ -16,7 +16,8 @@ use crate::{output, time, EXIT_OK};
 /// Flags of `cairn find`.
 #[derive(Debug, Args)]
 pub struct FindArgs {
-    /// Glob patterns (`*` within a name, `**` across directories).
+    /// Patterns (`*` within a name, `**` across directories; a leading `/` anchors at the
+    /// snapshot root; a trailing `/` matches directories only).
     #[arg(value_name = "PATTERN", required = true)]
     pub patterns: Vec<String>,
     /// Search only this snapshot (id, id prefix or `latest`; repeatable) [default: all].

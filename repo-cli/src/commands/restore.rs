@@ -59,10 +59,12 @@ pub struct RestoreArgs {
     /// second (likewise a minute, a day), so a time copied from `snapshots` picks that snapshot.
     #[arg(long, value_name = "TIME", value_parser = time::parse_until)]
     pub as_of: Option<i64>,
-    /// Restore only entries matching a glob (paths inside the snapshot). Repeatable.
+    /// Restore only entries matching a pattern (paths inside the snapshot; the same patterns
+    /// as backup --exclude, a trailing `/` matches directories only). Repeatable.
     #[arg(short = 'i', long = "include", value_name = "PATTERN")]
     pub includes: Vec<String>,
-    /// Leave out entries matching a glob. Repeatable.
+    /// Leave out entries matching a pattern, and what is below a matching directory.
+    /// Repeatable.
     #[arg(short = 'e', long = "exclude", value_name = "PATTERN")]
     pub excludes: Vec<String>,
     /// Re-read every restored file and check it against the snapshot.

@@ -21,8 +21,8 @@ pub enum ParentSelection {
 #[non_exhaustive]
 #[derive(Debug, Clone, Default)]
 pub struct BackupOptions {
-    /// Glob patterns to exclude (`*` stays within a path component, `**` spans components;
-    /// a pattern without a leading `/` matches at any depth).
+    /// [Patterns](crate#patterns) to exclude, matched against absolute paths; an excluded
+    /// directory is not entered. A trailing `/` excludes directories only.
     pub excludes: Vec<String>,
     /// Like `excludes`, matched case-insensitively.
     pub iexcludes: Vec<String>,

@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use super::options::RestorePlan;
-use super::select::{globset, Sel};
+use super::select::{Filter, Sel};
 use crate::error::Result;
 use crate::format::tree::Node;
 use crate::progress::OpCtx;
@@ -41,21 +41,13 @@ impl Repository<Indexed> {
         plan: &RestorePlan,
         dest: &mut dyn Destination,
     ) -> Result<()> {
-        let includes = globset(&plan.opts.includes)?;
-        let excludes = globset(&plan.opts.excludes)?;
+        let filter = Filter::new(&plan.opts)?;
         let result = self
-            .select(
-                ctx,
-                &plan.start,
-                &plan.sub,
-                &includes,
-                &excludes,
-                &mut |s| match s {
-                    Sel::Enter { rel, node } => dest.enter(rel, node),
-                    Sel::Exit => dest.exit().map(|()| true),
-                    Sel::Leaf { rel, node } => dest.leaf(rel, node).map(|()| true),
-                },
-            )
+            .select(ctx, &plan.start, &plan.sub, &filter, &mut |s| match s {
+                Sel::Enter { rel, node } => dest.enter(rel, node),
+                Sel::Exit => dest.exit().map(|()| true),
+                Sel::Leaf { rel, node } => dest.leaf(rel, node).map(|()| true),
+            })
             .and_then(|()| dest.finish());
         if result.is_err() {
             dest.abandon();

@@ -27,9 +27,11 @@ pub enum Overwrite {
 pub struct RestoreOptions {
     /// Path inside the snapshot to restore (default: all of it).
     pub subpath: Option<PathBuf>,
-    /// Restore only entries matching one of these globs (paths inside the snapshot).
+    /// Restore only entries matching one of these [patterns](crate#patterns) (paths inside the
+    /// snapshot), with everything below a matching directory.
     pub includes: Vec<String>,
-    /// Leave out entries matching these globs.
+    /// Leave out entries matching these [patterns](crate#patterns), and everything below a
+    /// matching directory.
     pub excludes: Vec<String>,
     /// Existing-file policy.
     pub overwrite: Overwrite,

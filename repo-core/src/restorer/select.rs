@@ -1,5 +1,5 @@
 //! Choosing what to restore: the selection walk over a snapshot's trees (subpath, include
-//! and exclude globs), the totals of a [`super::RestorePlan`], and the dry run that lists
+//! and exclude patterns), the totals of a [`super::RestorePlan`], and the dry run that lists
 //! entry by entry what a restore would do.
 //!
 //! The walk reports entries in pre-order ([`Sel`]) and holds one level per directory of the
@@ -10,36 +10,31 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
-
 use super::destination::Destination;
 use super::options::{Overwrite, PlannedEntry, RestoreOptions, RestorePlan};
 use crate::error::{Error, Result};
 use crate::format::tree::{Node, NodeKind};
 use crate::format::BlobType;
 use crate::id::{BlobId, PackId};
+use crate::pattern::PatternSet;
 use crate::progress::OpCtx;
 use crate::repository::{Indexed, Repository};
 use crate::snapshot::Snapshot;
 
-pub(super) fn globset(patterns: &[String]) -> Result<GlobSet> {
-    let mut b = GlobSetBuilder::new();
-    for p in patterns {
-        let t = p.trim_end_matches('/');
-        let pat = if t.starts_with('/') {
-            t.to_string()
-        } else {
-            format!("**/{t}")
-        };
-        let _ = b.add(
-            GlobBuilder::new(&pat)
-                .literal_separator(true)
-                .build()
-                .map_err(|e| Error::invalid(format!("invalid pattern {p:?}: {e}")))?,
-        );
+/// The include and exclude patterns of a restore, compiled (the dialect of
+/// [`crate::pattern`]: a trailing `/` selects directories only).
+pub(super) struct Filter {
+    includes: PatternSet,
+    excludes: PatternSet,
+}
+
+impl Filter {
+    pub(super) fn new(opts: &RestoreOptions) -> Result<Self> {
+        Ok(Self {
+            includes: PatternSet::sensitive("include", &opts.includes)?,
+            excludes: PatternSet::sensitive("exclude", &opts.excludes)?,
+        })
     }
-    b.build()
-        .map_err(|e| Error::invalid(format!("invalid patterns: {e}")))
 }
 
 /// What the selection walk reports, in pre-order.
@@ -92,8 +87,7 @@ impl Repository<Indexed> {
         snapshot: &Snapshot,
         opts: &RestoreOptions,
     ) -> Result<RestorePlan> {
-        let includes = globset(&opts.includes)?;
-        let excludes = globset(&opts.excludes)?;
+        let filter = Filter::new(opts)?;
         let sub = opts.subpath.clone().unwrap_or_else(|| PathBuf::from("/"));
         let start = self.node_at(&snapshot.meta.tree, &sub)?;
         let mut packs = HashSet::new();
@@ -111,7 +105,7 @@ impl Repository<Indexed> {
             }
         } else {
             let mut t = Totals::default();
-            self.select(ctx, &start, &sub, &includes, &excludes, &mut |s| {
+            self.select(ctx, &start, &sub, &filter, &mut |s| {
                 match s {
                     Sel::Enter { .. } => t.dirs += 1,
                     Sel::Leaf { node, .. } => self.count_node(node, &mut t, &mut packs),
@@ -235,8 +229,7 @@ impl Repository<Indexed> {
         ctx: &OpCtx<'_>,
         start: &Node,
         sub: &Path,
-        includes: &GlobSet,
-        excludes: &GlobSet,
+        filter: &Filter,
         visit: &mut dyn FnMut(Sel<'_>) -> Result<bool>,
     ) -> Result<()> {
         if start.kind != NodeKind::Dir {
@@ -250,7 +243,7 @@ impl Repository<Indexed> {
         let subtree = start
             .subtree
             .ok_or_else(|| Error::internal("directory without subtree"))?;
-        let include_all = includes.is_empty();
+        let include_all = filter.includes.is_empty();
         let mut stack: Vec<SelLevel> = Vec::new();
         // Entries deeper than this are inside a directory `visit` skipped.
         let mut skip_below: Option<usize> = None;
@@ -297,11 +290,12 @@ impl Repository<Indexed> {
                     let _ = visit(Sel::Exit)?;
                 }
             }
-            if skip_below.is_some() || excludes.is_match(&e.path) {
+            let is_dir = e.node.kind == NodeKind::Dir;
+            if skip_below.is_some() || filter.excludes.matches(&e.path, is_dir) {
                 return Ok(false);
             }
             let inherited = stack.last().map_or(include_all, |l| l.included);
-            let included = inherited || includes.is_match(&e.path);
+            let included = inherited || filter.includes.matches(&e.path, is_dir);
             let rel = e.path.strip_prefix(sub).unwrap_or(&e.path);
             if e.node.kind == NodeKind::Dir {
                 let mut node = e.node.clone();

@@ -463,12 +463,15 @@ impl Walker<'_, '_> {
     /// Handles one entry of the current directory; `root_dev` is the device of the backup
     /// path it lies under.
     fn entry(&mut self, path: &Path, name: Vec<u8>, root_dev: Option<u64>) -> bool {
-        if self.source.excluder.excluded_path(path) {
+        if self.source.excluder.excluded_before_stat(path) {
             return true;
         }
         let Some((meta, mut node)) = self.stat(path, &name) else {
             return true;
         };
+        if node.kind == NodeKind::Dir && self.source.excluder.excluded_dir_path(path) {
+            return true;
+        }
         let known = self.sink.look_up(&mut node);
         match node.kind {
             NodeKind::Dir => self.dir(path, &name, &meta, node, &known, root_dev),

@@ -1,20 +1,18 @@
-//! Exclusion rules of a backup: glob patterns, `--exclude-if-present` marker files and
+//! Exclusion rules of a backup: patterns (the dialect of [`crate::pattern`]), `--exclude-if-present` marker files and
 //! `CACHEDIR.TAG` directories, compiled once from [`BackupOptions`].
 
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
-
 use super::dirfd;
 use crate::archiver::BackupOptions;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::pattern::{Case, PatternSet};
 
 /// Compiled exclusion rules.
 pub(super) struct Excluder {
-    set: GlobSet,
-    iset: GlobSet,
+    patterns: PatternSet,
     if_present: Vec<PathBuf>,
     caches: bool,
 }
@@ -23,39 +21,29 @@ pub(super) const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06
 
 impl Excluder {
     pub(super) fn new(opts: &BackupOptions) -> Result<Self> {
-        let build = |patterns: &[String], case_insensitive: bool| -> Result<GlobSet> {
-            let mut b = GlobSetBuilder::new();
-            for p in patterns {
-                let trimmed = p.trim_end_matches('/');
-                if trimmed.is_empty() {
-                    continue;
-                }
-                let pat = if trimmed.starts_with('/') {
-                    trimmed.to_string()
-                } else {
-                    format!("**/{trimmed}")
-                };
-                let glob = GlobBuilder::new(&pat)
-                    .literal_separator(true)
-                    .case_insensitive(case_insensitive)
-                    .backslash_escape(true)
-                    .build()
-                    .map_err(|e| Error::invalid(format!("invalid exclude pattern {p:?}: {e}")))?;
-                let _ = b.add(glob);
-            }
-            b.build()
-                .map_err(|e| Error::invalid(format!("invalid exclude patterns: {e}")))
-        };
         Ok(Self {
-            set: build(&opts.excludes, false)?,
-            iset: build(&opts.iexcludes, true)?,
+            patterns: PatternSet::compile(
+                "exclude",
+                &[
+                    (&opts.excludes, Case::Sensitive),
+                    (&opts.iexcludes, Case::Insensitive),
+                ],
+            )?,
             if_present: opts.exclude_if_present.iter().map(PathBuf::from).collect(),
             caches: opts.exclude_caches,
         })
     }
 
-    pub(super) fn excluded_path(&self, path: &Path) -> bool {
-        self.set.is_match(path) || self.iset.is_match(path)
+    /// Whether a pattern excludes `path` whatever its kind: checked before the entry is
+    /// stat'ed, so an excluded entry costs no system call.
+    pub(super) fn excluded_before_stat(&self, path: &Path) -> bool {
+        self.patterns.matches_any_kind(path)
+    }
+
+    /// Whether a directories-only pattern (one written with a trailing `/`) excludes the
+    /// directory `path`: checked once the entry is known to be a directory.
+    pub(super) fn excluded_dir_path(&self, path: &Path) -> bool {
+        self.patterns.matches(path, true)
     }
 
     /// Whether the open directory `dir` carries a marker that excludes it. Markers are looked

@@ -120,12 +120,15 @@ impl ScanCounter<'_, '_> {
         path: PathBuf,
         name: &[u8],
     ) {
-        if excluder.excluded_path(&path) {
+        if excluder.excluded_before_stat(&path) {
             return;
         }
         let Some(meta) = dirs.top().and_then(|d| dirfd::lstat_at(d, name).ok()) else {
             return;
         };
+        if meta.kind == NodeKind::Dir && excluder.excluded_dir_path(&path) {
+            return;
+        }
         if meta.kind == NodeKind::File {
             self.items += 1;
             self.bytes += meta.size;
