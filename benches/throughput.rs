@@ -13,10 +13,11 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use repo_core::format::envelope;
 use repo_core::format::index::{IndexBlob, IndexPack};
 use repo_core::format::pack::{self, PackEntry};
-use repo_core::index::MasterIndex;
+use repo_core::internals::{Chunker, MasterKey};
 use repo_core::{
     BackupOptions, BlobId, BlobType, ChunkerParams, InitOptions, KdfParams, LocalBackend,
-    MasterKey, OpCtx, PackId, ParentSelection, Repository, RestoreOptions, Secret, SnapshotFilter,
+    MasterIndex, OpCtx, PackId, ParentSelection, Repository, RestoreOptions, Secret,
+    SnapshotFilter,
 };
 
 /// Full sizes under `cargo bench`; tiny ones when run as a test.
@@ -77,8 +78,7 @@ fn stages(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(size as u64));
     g.sample_size(10);
     g.bench_function("chunking", |b| {
-        let mut chunker =
-            repo_core::chunker::Chunker::new(ChunkerParams::default(), key.chunker_seed());
+        let mut chunker = Chunker::new(ChunkerParams::default(), key.chunker_seed());
         b.iter(|| black_box(chunker.chunk_lengths(&random)))
     });
     g.bench_function("id_hashing", |b| b.iter(|| black_box(key.blob_id(&random))));

@@ -186,14 +186,14 @@ enum Command {
     Unlock(commands::unlock::UnlockArgs),
 }
 
-/// Parses `--lock-wait`: a humantime duration of at most [`repo_core::lock::MAX_LOCK_WAIT`]
+/// Parses `--lock-wait`: a humantime duration of at most [`repo_core::MAX_LOCK_WAIT`]
 /// (longer ones overflow the clock; clap turns the error into a usage error, exit 2).
 fn parse_lock_wait(s: &str) -> Result<Duration, String> {
     let wait = humantime::parse_duration(s).map_err(|e| e.to_string())?;
-    if wait > repo_core::lock::MAX_LOCK_WAIT {
+    if wait > repo_core::MAX_LOCK_WAIT {
         return Err(format!(
             "longer than the longest lock wait, {} days",
-            repo_core::lock::MAX_LOCK_WAIT.as_secs() / 86_400
+            repo_core::MAX_LOCK_WAIT.as_secs() / 86_400
         ));
     }
     Ok(wait)
@@ -389,7 +389,7 @@ mod tests {
     #[test]
     fn lock_waits_past_the_limit_are_refused() {
         assert_eq!(parse_lock_wait("5m").unwrap(), Duration::from_secs(300));
-        let max = repo_core::lock::MAX_LOCK_WAIT.as_secs();
+        let max = repo_core::MAX_LOCK_WAIT.as_secs();
         assert!(parse_lock_wait(&format!("{max}s")).is_ok());
         for bad in [
             format!("{}s", max + 1),

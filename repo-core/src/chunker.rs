@@ -138,6 +138,7 @@ impl Chunker {
     }
 
     /// Chunk lengths of a whole buffer (tests and golden vectors).
+    #[cfg(any(test, feature = "internals"))]
     pub fn chunk_lengths(&mut self, data: &[u8]) -> Vec<usize> {
         self.reset();
         let mut reader = data;

@@ -146,10 +146,6 @@ typed_id!(
     /// Id of a key file: the BLAKE3 hash of its stored bytes.
     KeyId
 );
-typed_id!(
-    /// Id of a lock file: the BLAKE3 hash of its stored bytes.
-    LockId
-);
 
 /// At most the first 8 bytes of a name, for messages, cut at a character boundary: names come
 /// from listings of storage that anyone may have written to, and need not be hex.

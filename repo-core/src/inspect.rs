@@ -6,10 +6,9 @@
 
 use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::envelope::{self, ObjectType};
 use crate::format::index::IndexFile;
 use crate::format::keyfile::{self, KeyFileHeader};
-use crate::format::{MAX_INDEX_FILE_LEN, MAX_SMALL_FILE_LEN};
+use crate::format::MAX_SMALL_FILE_LEN;
 use crate::id::{Id, IndexId, KeyId};
 use crate::repository::{type_word, Repository};
 
@@ -41,15 +40,14 @@ impl<S: Send + Sync> Repository<S> {
         }
     }
 
-    /// Reads and decrypts one index file.
+    /// Reads and decrypts one index file, for inspection (`cairn cat index`). Its type is the
+    /// format's own (`format::index::IndexFile`), which follows the format version.
     pub fn load_index_file(&self, id: &IndexId) -> Result<IndexFile> {
-        let object = format!("index {id}");
-        let bytes = self.read_named(FileType::Index, &id.to_hex(), MAX_INDEX_FILE_LEN)?;
-        let plain = envelope::open(&self.key, ObjectType::Index, b"", &bytes, &object)?;
-        IndexFile::from_plaintext(&plain, &object)
+        self.read_index_file(&id.to_hex())
     }
 
-    /// Reads the cleartext header (KDF parameters, salt, creation time) of one key file.
+    /// Reads the cleartext header (KDF parameters, salt, creation time) of one key file, for
+    /// inspection (`cairn cat key`); its type is the format's own, like `load_index_file`'s.
     pub fn load_key_header(&self, id: &KeyId) -> Result<KeyFileHeader> {
         let bytes = self.read_named(FileType::Key, &id.to_hex(), MAX_SMALL_FILE_LEN)?;
         keyfile::decode_header(&bytes, &format_args!("key {id}"))

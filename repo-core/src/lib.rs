@@ -46,25 +46,44 @@
 //! `b/c`). A pattern that ends with `/` matches directories only: `cache/` selects a directory
 //! named `cache` and everything below it, never a file of that name. An empty pattern is an
 //! error.
+//!
+//! # What is public
+//!
+//! Every public item is exported here, at the top, by one path. The modules are private,
+//! except `format` (hidden from the docs): the on-disk structures of `spec/`, public for the
+//! golden vectors and fuzz targets, and not a stable API, since it follows the format version.
+//! The items of the format that the API hands out ([`Node`], [`Tree`], [`SnapshotSummary`],
+//! [`Config`], [`BlobType`]) are exported here too. Nothing reaches below [`Repository`]: the
+//! master key, the raw backend of an open repository and the lock files stay inside. The
+//! `internals` cargo feature, enabled only by dev-dependencies (this crate's tests, the test
+//! kit, the fuzz targets and the benches), adds the hidden `internals` and `fuzzing` modules
+//! that those need to build hostile objects and drive the chunker directly.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod archiver;
-pub mod backend;
+mod backend;
 mod cache;
 mod checker;
-pub mod chunker;
-pub mod crypto;
+mod chunker;
+mod crypto;
 mod error;
+/// The on-disk format: every structure of `spec/`, its encoding and limits. Not a stable API:
+/// it changes with the format version. Public only for the golden vectors, the fuzz targets and
+/// the tests that build hostile objects.
 #[doc(hidden)]
 pub mod format;
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod host;
-pub mod id;
-pub mod index;
+mod id;
+mod index;
 mod inspect;
-pub mod lock;
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals;
+mod lock;
 mod pack;
 mod pattern;
 mod progress;
@@ -79,16 +98,15 @@ pub use archiver::{BackupOptions, BackupSummary, ParentSelection};
 pub use backend::{Backend, FileType, LocalBackend, MemoryBackend};
 pub use checker::{CheckOptions, CheckReport, Problem};
 pub use chunker::ChunkerParams;
-pub use crypto::{KdfParams, MasterKey, Secret};
+pub use crypto::{KdfParams, Secret};
 pub use error::{CorruptionKind, Error, ErrorKind, LockDetails, LockHolder, Result};
 pub use format::config::Config;
-pub use format::index::{IndexBlob, IndexFile, IndexPack};
-pub use format::keyfile::KeyFileHeader;
-pub use format::snapshot::{SnapshotFile, SnapshotSummary};
+pub use format::snapshot::SnapshotSummary;
 pub use format::tree::{Node, NodeKind, Tree, Xattr};
 pub use format::BlobType;
 pub use id::{BlobId, Id, IndexId, KeyId, PackId, SnapshotId};
-pub use lock::{LockGuard, LockMode, Unlock};
+pub use index::{BlobLocation, MasterIndex};
+pub use lock::{LockGuard, LockMode, Unlock, MAX_LOCK_WAIT};
 pub use progress::{CancelToken, NoProgress, OpCtx, Phase, Progress, ProgressEvent};
 pub use repository::{Indexed, InitOptions, OpenOptions, Opened, Repository, DEFAULT_PACK_SIZE};
 pub use restorer::{Overwrite, PlannedEntry, RestoreOptions, RestorePlan, RestoreSummary};

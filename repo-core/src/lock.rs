@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use crate::backend::{Backend, FileType};
 use crate::crypto::MasterKey;
 use crate::error::{Error, ErrorKind, LockDetails, LockHolder, Result};
-use crate::format::envelope::{self, ObjectType};
+use crate::format::envelope::ObjectType;
 use crate::format::lock::LockFile;
 use crate::format::MAX_SMALL_FILE_LEN;
 use crate::host::{hostname, now_ns, username};
 use crate::id::{short, Id};
+use crate::repository::{open_file, seal_file};
 
 /// Shared or exclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,7 +193,7 @@ pub(crate) fn list_locks(backend: &dyn Backend, key: &MasterKey) -> Result<Vec<L
             match backend.read(FileType::Lock, &name) {
                 Ok(bytes) => {
                     let object = format!("lock {}", short(&name));
-                    envelope::open(key, ObjectType::Lock, b"", &bytes, &object)
+                    open_file(key, ObjectType::Lock, &bytes, &object)
                         .and_then(|p| LockFile::from_plaintext(&p, &object))
                         .ok()
                         .map(LockDetails::from_file)
@@ -232,7 +233,7 @@ pub(crate) fn remove_locks(backend: &dyn Backend, key: &MasterKey, which: Unlock
 }
 
 fn write_lock(backend: &dyn Backend, key: &MasterKey, lock: &LockFile) -> Result<String> {
-    let sealed = envelope::seal(key, ObjectType::Lock, b"", &lock.to_plaintext()?)?;
+    let sealed = seal_file(key, ObjectType::Lock, &lock.to_plaintext()?)?;
     let name = Id::hash(&sealed).to_hex();
     backend.write(FileType::Lock, &name, &sealed)?;
     Ok(name)

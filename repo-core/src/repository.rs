@@ -379,13 +379,20 @@ impl<S: Send + Sync> Repository<S> {
     }
 
     /// The storage backend.
-    pub fn backend(&self) -> &Arc<dyn Backend> {
+    pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
     }
 
-    /// The master key (for `key export` and tools that must decrypt by hand).
-    pub fn master_key(&self) -> &MasterKey {
+    /// The master key.
+    pub(crate) fn master_key(&self) -> &MasterKey {
         &self.key
+    }
+
+    /// The master key as bytes, for `cairn cat masterkey`: whoever holds them opens the
+    /// repository without any password ([`Secret::MasterKey`]), so the caller shows them only
+    /// on an explicit request.
+    pub fn export_master_key(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        zeroize::Zeroizing::new(self.key.to_bytes().to_vec())
     }
 
     /// Reports, once per opened repository, why the local cache could not be created or
@@ -455,10 +462,10 @@ impl<S: Send + Sync> Repository<S> {
         Ok(id)
     }
 
-    fn read_index_file(&self, name: &str) -> Result<IndexFile> {
+    pub(crate) fn read_index_file(&self, name: &str) -> Result<IndexFile> {
         let object = format!("index {}", short(name));
         let bytes = self.read_named(FileType::Index, name, MAX_INDEX_FILE_LEN)?;
-        let plain = envelope::open(&self.key, ObjectType::Index, b"", &bytes, &object)?;
+        let plain = open_file(&self.key, ObjectType::Index, &bytes, &object)?;
         IndexFile::from_plaintext(&plain, &object)
     }
 
@@ -467,7 +474,7 @@ impl<S: Send + Sync> Repository<S> {
         let name = id.to_hex();
         let object = format!("snapshot {id}");
         let bytes = self.read_named(FileType::Snapshot, &name, MAX_SNAPSHOT_FILE_LEN)?;
-        let plain = envelope::open(&self.key, ObjectType::Snapshot, b"", &bytes, &object)?;
+        let plain = open_file(&self.key, ObjectType::Snapshot, &bytes, &object)?;
         Ok(Snapshot {
             id: *id,
             meta: SnapshotFile::from_plaintext(&plain, &object)?,
@@ -508,16 +515,16 @@ impl<S: Send + Sync> Repository<S> {
 
     /// Saves a snapshot file and returns its id.
     pub(crate) fn save_snapshot(&self, snap: &SnapshotFile) -> Result<SnapshotId> {
-        let sealed = envelope::seal(&self.key, ObjectType::Snapshot, b"", &snap.to_plaintext()?)?;
+        let sealed = seal_file(&self.key, ObjectType::Snapshot, &snap.to_plaintext()?)?;
         Ok(SnapshotId(self.write_named(FileType::Snapshot, &sealed)?))
     }
 
     /// Saves an index file and returns its id.
     pub(crate) fn save_index(&self, index: &IndexFile) -> Result<IndexId> {
         let plain = index.to_plaintext()?;
-        let sealed = envelope::seal(&self.key, ObjectType::Index, b"", &plain)?;
+        let sealed = seal_file(&self.key, ObjectType::Index, &plain)?;
         // Verify before upload: the stored bytes must decode back to what we meant to write.
-        let back = envelope::open(&self.key, ObjectType::Index, b"", &sealed, &"new index")?;
+        let back = open_file(&self.key, ObjectType::Index, &sealed, &"new index")?;
         if back != plain {
             return Err(Error::internal(
                 "index file failed verification before upload",
@@ -745,4 +752,21 @@ pub(crate) fn type_word(file_type: FileType) -> &'static str {
         FileType::Pack => "pack",
         FileType::Lock => "lock",
     }
+}
+
+/// Seals the plaintext of a file stored on its own (index, snapshot, lock: spec/02-envelope.md,
+/// no associated data). With [`open_file`] and the pack writer and reader, the only code that
+/// puts objects into envelopes or takes them out.
+pub(crate) fn seal_file(key: &MasterKey, object_type: ObjectType, plain: &[u8]) -> Result<Vec<u8>> {
+    envelope::seal(key, object_type, b"", plain)
+}
+
+/// Opens a file sealed by [`seal_file`]; `object` names it in errors.
+pub(crate) fn open_file(
+    key: &MasterKey,
+    object_type: ObjectType,
+    bytes: &[u8],
+    object: &dyn std::fmt::Display,
+) -> Result<Vec<u8>> {
+    envelope::open(key, object_type, b"", bytes, object)
 }

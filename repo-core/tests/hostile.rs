@@ -29,7 +29,7 @@ struct ForgedBlob {
 
 /// Encodes `raw` as a blob of `blob_type` under its true id.
 fn blob(fx: &Fixture, blob_type: BlobType, raw: &[u8]) -> ForgedBlob {
-    let key = fx.repo().master_key();
+    let key = repo_core::internals::master_key(fx.repo());
     let id = key.blob_id(raw);
     ForgedBlob {
         blob_type,
@@ -49,7 +49,7 @@ fn raw_tree(fx: &Fixture, nodes: &[Node]) -> ForgedBlob {
 
 /// Writes the blobs as one pack, listed by a new index file, and reloads the index.
 fn forge_pack(fx: &mut Fixture, blobs: &[ForgedBlob]) -> PackId {
-    let key = fx.repo().master_key().clone();
+    let key = repo_core::internals::master_key(fx.repo()).clone();
     let mut bytes = Vec::new();
     let mut entries = Vec::new();
     let mut listed = Vec::new();
@@ -94,7 +94,7 @@ fn forge_pack(fx: &mut Fixture, blobs: &[ForgedBlob]) -> PackId {
 /// Writes a snapshot of the root tree `tree`, reloads (so that `check` covers it, as in a new
 /// process) and returns it.
 fn forge_snapshot(fx: &mut Fixture, tree: BlobId) -> Snapshot {
-    let key = fx.repo().master_key();
+    let key = repo_core::internals::master_key(fx.repo());
     let file = SnapshotFile {
         time_ns: 1_700_000_000_000_000_000,
         hostname: "evil.example".into(),
@@ -504,7 +504,9 @@ fn wrong_password_or_key_is_wrong_secret() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     // The right ones still work.
     assert!(fx.open(&fixture::secret()).is_ok());
-    let raw = fx.repo().master_key().to_bytes().to_vec();
+    let raw = repo_core::internals::master_key(fx.repo())
+        .to_bytes()
+        .to_vec();
     assert!(fx.open(&Secret::MasterKey(raw)).is_ok());
 }
 
@@ -689,7 +691,7 @@ fn empty_location_is_no_repository_and_init_refuses_a_used_one() {
 #[test]
 fn config_of_a_newer_format_version_is_unsupported() {
     let fx = Fixture::memory();
-    let key = fx.repo().master_key();
+    let key = repo_core::internals::master_key(fx.repo());
     let mut plain = fx.repo().config().to_plaintext().unwrap();
     plain[0] = repo_core::format::FORMAT_VERSION + 1;
     let sealed = envelope::seal(key, ObjectType::Config, b"", &plain).unwrap();
@@ -709,7 +711,7 @@ fn an_index_file_listed_twice_is_harmless() {
     let snapshot = backed_up(&mut fx, tmp.path());
     let blobs = fx.repo().index().len();
     // The same content sealed again (a new nonce, so a new name): a replayed upload.
-    let key = fx.repo().master_key().clone();
+    let key = repo_core::internals::master_key(fx.repo()).clone();
     for (name, _) in fx.backend.list(FileType::Index).unwrap() {
         let bytes = fx.backend.read(FileType::Index, &name).unwrap();
         let plain = envelope::open(&key, ObjectType::Index, b"", &bytes, &"index").unwrap();

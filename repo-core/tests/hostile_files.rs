@@ -340,7 +340,7 @@ fn now_ns() -> i64 {
 }
 
 fn plant_lock(fx: &Fixture, lock: &LockFile) -> String {
-    let key = fx.repo().master_key();
+    let key = repo_core::internals::master_key(fx.repo());
     let sealed = envelope::seal(key, ObjectType::Lock, b"", &lock.to_plaintext().unwrap()).unwrap();
     let name = Id::hash(&sealed).to_hex();
     fx.backend.write(FileType::Lock, &name, &sealed).unwrap();
@@ -422,7 +422,7 @@ fn a_lock_wait_beyond_the_clock_is_invalid_input_not_a_panic() {
     // The longest wait accepted still works (nothing conflicts, so it returns at once).
     let _g = fx
         .repo()
-        .lock(LockMode::Shared, "backup", repo_core::lock::MAX_LOCK_WAIT)
+        .lock(LockMode::Shared, "backup", repo_core::MAX_LOCK_WAIT)
         .unwrap();
 }
 

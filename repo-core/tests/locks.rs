@@ -16,7 +16,7 @@ use repo_core::{BackupOptions, CheckOptions, ErrorKind, FileType, Id, LockMode, 
 
 /// Writes a lock file as another process would.
 fn plant_lock(fx: &Fixture, lock: &LockFile) -> String {
-    let key = fx.repo().master_key();
+    let key = repo_core::internals::master_key(fx.repo());
     let sealed = envelope::seal(key, ObjectType::Lock, b"", &lock.to_plaintext().unwrap()).unwrap();
     let name = Id::hash(&sealed).to_hex();
     fx.backend.write(FileType::Lock, &name, &sealed).unwrap();

@@ -10,7 +10,8 @@ use repo_core::format::lock::LockFile;
 use repo_core::format::pack::{self, PackEntry};
 use repo_core::format::snapshot::{SnapshotFile, SnapshotSummary};
 use repo_core::format::tree::{Node, NodeKind, Tree, Xattr};
-use repo_core::{BlobId, BlobType, IndexId, MasterKey, PackId, SnapshotId};
+use repo_core::internals::MasterKey;
+use repo_core::{BlobId, BlobType, IndexId, PackId, SnapshotId};
 
 fn id() -> impl Strategy<Value = [u8; 32]> {
     any::<[u8; 32]>()

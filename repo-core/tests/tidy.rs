@@ -230,3 +230,130 @@ fn only_the_pack_modules_encode_or_decode_blobs() {
         "blobs are encoded only by pack/writer.rs and decoded only by pack/reader.rs: {offenders:?}"
     );
 }
+
+/// Lines of `text` outside `//` comments.
+fn code_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().filter(|l| !l.trim_start().starts_with("//"))
+}
+
+/// lib.rs, "What is public": one path per public item. The modules are private except
+/// `format` (hidden from the docs) and, behind the `internals` feature, `fuzzing` and
+/// `internals`; everything else is exported at the top.
+#[test]
+fn the_only_public_modules_are_format_and_the_feature_gated_internals() {
+    let lib = read(&repo_root().join("repo-core/src/lib.rs"));
+    let lines: Vec<&str> = lib.lines().collect();
+    let mut public = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(name) = line.trim().strip_prefix("pub mod ") else {
+            continue;
+        };
+        let name = name.trim_end_matches(';');
+        // The attributes right above the declaration.
+        let attrs: Vec<&str> = lines[..i]
+            .iter()
+            .rev()
+            .take_while(|l| l.trim_start().starts_with("#[") || l.trim_start().starts_with("///"))
+            .copied()
+            .collect();
+        let hidden = attrs.iter().any(|a| a.contains("#[doc(hidden)]"));
+        let gated = attrs
+            .iter()
+            .any(|a| a.contains(r#"#[cfg(feature = "internals")]"#));
+        public.push((name.to_string(), hidden, gated));
+    }
+    assert_eq!(
+        public,
+        vec![
+            ("format".to_string(), true, false),
+            ("fuzzing".to_string(), true, true),
+            ("internals".to_string(), true, true),
+        ],
+        "repo-core's public modules (name, doc-hidden, behind the internals feature)"
+    );
+    assert!(
+        !lib.contains("IndexFile")
+            && !lib.contains("KeyFileHeader")
+            && !lib.contains("SnapshotFile"),
+        "file layouts of the format (index and key files, the snapshot file) are not exported at the top"
+    );
+}
+
+/// ARCHITECTURE.md, layering: objects go into and come out of envelopes in the pack writer
+/// and reader (blobs) and in `repository.rs` (`seal_file`/`open_file`: index, snapshot and
+/// lock files), besides the format itself and the fuzz target bodies.
+#[test]
+fn only_the_repository_and_pack_modules_use_the_envelope() {
+    let allowed = |p: &Path| {
+        p.starts_with("repo-core/src/format")
+            || p.starts_with("repo-core/src/pack")
+            || p == Path::new("repo-core/src/repository.rs")
+            || p == Path::new("repo-core/src/fuzzing.rs")
+    };
+    let mut offenders = Vec::new();
+    for (path, text) in core_sources() {
+        if allowed(&path) {
+            continue;
+        }
+        for line in code_lines(&text) {
+            for (at, _) in line.match_indices("envelope::") {
+                let rest = &line[at + "envelope::".len()..];
+                // Naming the object type of a file is not using the envelope.
+                if !rest.starts_with("ObjectType") {
+                    offenders.push(format!("{}: {}", path.display(), line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "only pack/ and repository.rs seal or open envelopes: {offenders:?}"
+    );
+}
+
+/// ARCHITECTURE.md, layering: the CLI and the FUSE crate open a backend (the CLI's `open` and
+/// `init`) and otherwise go through `Repository`; neither reaches the format or the internals,
+/// and neither enables the `internals` feature outside its tests.
+#[test]
+fn the_cli_and_fuse_use_only_the_repository_api() {
+    let root = repo_root();
+    let mut offenders = Vec::new();
+    for krate in ["repo-cli", "repo-fuse"] {
+        let src = root.join(krate).join("src");
+        for rel in files_under(&src, ".rs") {
+            let shown = Path::new(krate).join("src").join(&rel);
+            let text = read(&src.join(&rel));
+            for line in code_lines(&text) {
+                for hatch in [
+                    "repo_core::format",
+                    "repo_core::internals",
+                    "repo_core::fuzzing",
+                ] {
+                    if line.contains(hatch) {
+                        offenders.push(format!("{}: {}", shown.display(), line.trim()));
+                    }
+                }
+                let opens_backend =
+                    rel == Path::new("commands.rs") || rel == Path::new("commands/init.rs");
+                if !opens_backend && (line.contains("LocalBackend") || line.contains("dyn Backend"))
+                {
+                    offenders.push(format!("{}: {}", shown.display(), line.trim()));
+                }
+            }
+        }
+        let manifest = read(&root.join(krate).join("Cargo.toml"));
+        let deps = manifest
+            .split("[dev-dependencies]")
+            .next()
+            .unwrap_or_default();
+        if deps.contains("internals") {
+            offenders.push(format!(
+                "{krate}/Cargo.toml enables internals outside dev-dependencies"
+            ));
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "the CLI and FUSE crates use repo_core's public API only: {offenders:?}"
+    );
+}

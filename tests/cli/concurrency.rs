@@ -35,9 +35,15 @@ fn open(env: &Env) -> Repository<Opened> {
 fn plant_lock(env: &Env, lock: &LockFile) -> String {
     let repo = open(env);
     let plaintext = lock.to_plaintext().unwrap();
-    let sealed = envelope::seal(repo.master_key(), ObjectType::Lock, b"", &plaintext).unwrap();
+    let sealed = envelope::seal(
+        repo_core::internals::master_key(&repo),
+        ObjectType::Lock,
+        b"",
+        &plaintext,
+    )
+    .unwrap();
     let name = Id::hash(&sealed).to_hex();
-    repo.backend()
+    repo_core::internals::backend(&repo)
         .write(FileType::Lock, &name, &sealed)
         .unwrap();
     name
@@ -346,8 +352,7 @@ fn unreadable_lock_blocks_backup_and_the_message_says_how_to_remove_it() {
     // Damaged, or written with another key: it counts as exclusive and never goes stale.
     let junk = b"not a lock file";
     let name = Id::hash(junk).to_hex();
-    open(&env)
-        .backend()
+    repo_core::internals::backend(&open(&env))
         .write(FileType::Lock, &name, junk)
         .unwrap();
 

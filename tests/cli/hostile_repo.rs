@@ -162,13 +162,13 @@ fn a_lock_dated_far_in_the_future_is_called_suspicious_with_the_way_out() {
         operation: "prune".into(),
     };
     let sealed = envelope::seal(
-        repo.master_key(),
+        repo_core::internals::master_key(&repo),
         ObjectType::Lock,
         b"",
         &lock.to_plaintext().unwrap(),
     )
     .unwrap();
-    repo.backend()
+    repo_core::internals::backend(&repo)
         .write(FileType::Lock, &Id::hash(&sealed).to_hex(), &sealed)
         .unwrap();
     let line = failed(&env.run(&["backup", arg(&env.path("src"))]), 11);

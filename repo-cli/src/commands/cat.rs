@@ -121,7 +121,7 @@ pub fn run(app: &App, args: &CatArgs) -> Result<u8> {
             })
         }
         CatObject::Masterkey => {
-            let key = repo.master_key().to_bytes();
+            let key = repo.export_master_key();
             json!({"master_key": output::hex(key.as_slice())})
         }
         CatObject::Tree { id } => {

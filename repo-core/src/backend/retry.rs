@@ -31,6 +31,7 @@ impl RetryBackend {
     }
 
     /// Sets the number of attempts and the first delay (tests use short delays).
+    #[cfg(test)]
     #[must_use]
     pub fn with_policy(mut self, attempts: u32, first_delay: Duration) -> Self {
         self.attempts = attempts.max(1);
