@@ -29,15 +29,6 @@ fn scale() -> usize {
     }
 }
 
-/// Deterministic pseudo-random bytes (incompressible).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    let mut h = blake3::Hasher::new();
-    h.update(&seed.to_le_bytes());
-    h.finalize_xof().fill(&mut out);
-    out
-}
-
 /// Source-like text (compresses about 3:1 with zstd -3).
 fn text_bytes(len: usize, seed: u64) -> Vec<u8> {
     const WORDS: &[&str] = &[
@@ -46,7 +37,7 @@ fn text_bytes(len: usize, seed: u64) -> Vec<u8> {
         "clone", "path", "file", "buffer", "index", "pack", "blob", "tree", "node", "chunk",
         "hash", "(", ")", "{", "}", ";", "::", "->", "=", "&",
     ];
-    let noise = random_bytes(len / 2 + 16, seed);
+    let noise = repo_testkit::noise(len / 2 + 16, seed);
     let mut out = Vec::with_capacity(len + 32);
     let mut i = 0;
     while out.len() < len {
@@ -71,7 +62,7 @@ fn text_bytes(len: usize, seed: u64) -> Vec<u8> {
 fn stages(c: &mut Criterion) {
     let key = MasterKey::generate().unwrap();
     let size = (64 << 20) / scale();
-    let random = random_bytes(size, 1);
+    let random = repo_testkit::noise(size, 1);
     let text = text_bytes(size, 2);
 
     let mut g = c.benchmark_group("stage");
@@ -106,7 +97,7 @@ fn stages(c: &mut Criterion) {
     });
     // Pack assembly: 16 blobs of 1 MiB, header, hash, verification decode.
     let blobs: Vec<Vec<u8>> = (0..16)
-        .map(|i| random_bytes((1 << 20) / scale(), 100 + i))
+        .map(|i| repo_testkit::noise((1 << 20) / scale(), 100 + i))
         .collect();
     let total: usize = blobs.iter().map(Vec::len).sum();
     g.throughput(Throughput::Bytes(total as u64));
@@ -198,7 +189,7 @@ fn make_dataset(dir: &Path, kind: &str) -> u64 {
         }
         _ => {
             for f in 0..2 {
-                let data = random_bytes((128 << 20) / s, 20 + f);
+                let data = repo_testkit::noise((128 << 20) / s, 20 + f);
                 total += data.len() as u64;
                 std::fs::write(dir.join(format!("big{f}.bin")), data).unwrap();
             }

@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use fixture::{ctx, random_bytes, secret, write, Fixture};
+use fixture::{ctx, noise, secret, write, Fixture};
 use repo_core::{
     Backend, CheckOptions, FileType, Indexed, LocalBackend, OpCtx, OpenOptions, Problem, Progress,
     ProgressEvent, Repository, SnapshotFilter,
@@ -45,7 +45,7 @@ fn open_cached(root: &Path, cache: &Path, progress: &dyn Progress) -> Repository
 fn cached_repository(tmp: &Path) -> (PathBuf, Repository<Indexed>) {
     let root = tmp.join("repo");
     let src = tmp.join("src");
-    write(&src.join("a/f"), &random_bytes(1, 5000));
+    write(&src.join("a/f"), &noise(5000, 1));
     write(&src.join("b"), b"hello");
     let mut fx = Fixture::local(&root);
     let _ = fx.backup_dir(&src);

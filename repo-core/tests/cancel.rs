@@ -9,7 +9,7 @@ mod fixture;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use fixture::{ctx, random_bytes, write, Fixture};
+use fixture::{ctx, noise, write, Fixture};
 use repo_core::{
     BackupOptions, CancelToken, ErrorKind, FileType, OpCtx, Phase, Progress, ProgressEvent,
     RestoreOptions,
@@ -49,7 +49,7 @@ fn source(root: &Path) -> PathBuf {
     for i in 0..300u64 {
         write(
             &src.join(format!("d{}/f{i:03}", i % 7)),
-            &random_bytes(i, 20 * 1024),
+            &noise(20 * 1024, i),
         );
     }
     src
@@ -138,7 +138,7 @@ fn cancelled_restore_stops_with_cancelled() {
         let rel = format!("d{}/f{i:03}", i % 7);
         match std::fs::read(target.join(&rel)) {
             Ok(bytes) => {
-                assert!(bytes == random_bytes(i, 20 * 1024), "{rel}: partly written");
+                assert!(bytes == noise(20 * 1024, i), "{rel}: partly written");
                 whole += 1;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => absent += 1,

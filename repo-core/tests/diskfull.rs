@@ -13,7 +13,7 @@ mod fixture;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use fixture::{ctx, random_bytes, write, Fixture};
+use fixture::{ctx, noise, write, Fixture};
 use repo_core::{BackupOptions, ErrorKind, Overwrite, RestoreOptions};
 use repo_testkit::Tmpfs;
 
@@ -21,12 +21,12 @@ use repo_testkit::Tmpfs;
 fn source(root: &Path) -> PathBuf {
     let src = root.join("src");
     for i in 0..6u64 {
-        write(&src.join(format!("big/{i}.bin")), &random_bytes(i, 1 << 20));
+        write(&src.join(format!("big/{i}.bin")), &noise(1 << 20, i));
     }
     for i in 0..100u64 {
         write(
             &src.join(format!("small/{i:03}.txt")),
-            &random_bytes(1000 + i, 2000),
+            &noise(2000, 1000 + i),
         );
     }
     src

@@ -9,7 +9,7 @@ mod fixture;
 use std::fs;
 use std::path::Path;
 
-use fixture::{ctx, random_bytes, write, Fixture};
+use fixture::{ctx, noise, write, Fixture};
 use repo_core::format::envelope::{self, ObjectType};
 use repo_core::format::index::{IndexBlob, IndexFile, IndexPack};
 use repo_core::format::pack::{self, PackEntry};
@@ -364,23 +364,10 @@ fn tree_blob_presented_as_data_blob_is_corrupt() {
 
 /// A backed-up tree of several data packs (1 MiB packs, 2.5 MiB of incompressible data).
 fn backed_up(fx: &mut Fixture, root: &Path) -> Snapshot {
-    write(&root.join("src/a.bin"), &random_bytes(1, 1_300_000));
-    write(&root.join("src/b.bin"), &random_bytes(2, 1_300_000));
+    write(&root.join("src/a.bin"), &noise(1_300_000, 1));
+    write(&root.join("src/b.bin"), &noise(1_300_000, 2));
     write(&root.join("src/small.txt"), b"small");
     fx.backup_dir(&root.join("src")).1
-}
-
-fn data_packs(fx: &Fixture) -> Vec<PackId> {
-    let mut packs: Vec<PackId> = fx
-        .repo()
-        .index()
-        .iter()
-        .filter(|(t, _, _)| *t == BlobType::Data)
-        .map(|(_, _, loc)| loc.pack)
-        .collect();
-    packs.sort();
-    packs.dedup();
-    packs
 }
 
 #[test]
@@ -388,12 +375,7 @@ fn flipped_byte_in_a_pack_is_found_by_check_and_restore() {
     let tmp = tempfile::tempdir().unwrap();
     let mut fx = Fixture::memory();
     let snapshot = backed_up(&mut fx, tmp.path());
-    let (_, _, loc) = fx
-        .repo()
-        .index()
-        .iter()
-        .find(|(t, _, _)| *t == BlobType::Data)
-        .unwrap();
+    let loc = fx.data_blob_locations()[0];
     let name = loc.pack.to_hex();
     let mut bytes = fx.backend.read(FileType::Pack, &name).unwrap();
     bytes[(loc.offset + loc.stored_len / 2) as usize] ^= 0x40;
@@ -433,7 +415,7 @@ fn pack_renamed_over_another_is_detected_by_read_data() {
     let repo_dir = tmp.path().join("repo");
     let mut fx = Fixture::local(&repo_dir);
     let snapshot = backed_up(&mut fx, tmp.path());
-    let packs = data_packs(&fx);
+    let packs = fx.data_packs();
     assert!(
         packs.len() >= 2,
         "need two data packs, have {}",
@@ -472,7 +454,7 @@ fn deleted_pack_is_reported_and_restore_names_it() {
     let tmp = tempfile::tempdir().unwrap();
     let mut fx = Fixture::memory();
     let snapshot = backed_up(&mut fx, tmp.path());
-    let gone = data_packs(&fx)[0];
+    let gone = fx.data_packs()[0];
     fx.backend.delete(FileType::Pack, &gone.to_hex()).unwrap();
 
     let report = fx.check(false);
@@ -529,7 +511,7 @@ fn truncated_or_garbage_key_files_give_clean_errors() {
         ("empty", Vec::new()),
         ("truncated", good[..good.len() / 2].to_vec()),
         ("one byte short", good[..good.len() - 1].to_vec()),
-        ("garbage", random_bytes(9, good.len())),
+        ("garbage", noise(good.len(), 9)),
         ("wrong magic", wrong_magic),
         ("absurd KDF cost", absurd_kdf),
         ("flipped tag", flipped_wrapped),
@@ -545,7 +527,7 @@ fn truncated_or_garbage_key_files_give_clean_errors() {
     }
     // A broken key file next to a good one does not get in the way.
     mem.put_raw(FileType::Key, name, good);
-    mem.put_raw(FileType::Key, &"0".repeat(64), random_bytes(3, 50));
+    mem.put_raw(FileType::Key, &"0".repeat(64), noise(50, 3));
     assert!(fx.open(&fixture::secret()).is_ok());
     let report = fx.check(false);
     assert!(
@@ -562,7 +544,7 @@ fn truncated_or_garbage_key_files_give_clean_errors() {
 fn garbage_config_is_corrupt() {
     let fx = Fixture::memory();
     let mem = fx.memory.clone().unwrap();
-    mem.put_raw(FileType::Config, "config", random_bytes(4, 120));
+    mem.put_raw(FileType::Config, "config", noise(120, 4));
     let err = fx.open(&fixture::secret()).err().unwrap();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(err.to_string().contains("config"), "{err}");
@@ -576,13 +558,13 @@ fn unreadable_index_files_are_skipped_and_the_rest_works() {
     let mem = fx.memory.clone().unwrap();
     // Named after their content, as the layout demands, but not index files.
     let empty = Id::hash(b"").to_hex();
-    let garbage_bytes = random_bytes(5, 300);
+    let garbage_bytes = noise(300, 5);
     let garbage = Id::hash(&garbage_bytes).to_hex();
     mem.put_raw(FileType::Index, &empty, Vec::new());
     mem.put_raw(FileType::Index, &garbage, garbage_bytes);
     // And one whose name does not match its content.
     let misnamed = "ab".repeat(32);
-    mem.put_raw(FileType::Index, &misnamed, random_bytes(6, 300));
+    mem.put_raw(FileType::Index, &misnamed, noise(300, 6));
 
     let repo = fx.open(&fixture::secret()).unwrap();
     let mut skipped: Vec<&str> = repo
@@ -618,7 +600,7 @@ fn garbage_snapshot_file_is_corrupt_and_named() {
     let tmp = tempfile::tempdir().unwrap();
     let mut fx = Fixture::memory();
     let _ = backed_up(&mut fx, tmp.path());
-    let bytes = random_bytes(8, 200);
+    let bytes = noise(200, 8);
     let name = Id::hash(&bytes).to_hex();
     fx.memory
         .as_ref()

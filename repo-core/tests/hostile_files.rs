@@ -13,12 +13,11 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fixture::{ctx, random_bytes, secret, write, Fixture};
-use repo_core::format::envelope::{self, ObjectType};
+use fixture::{ctx, noise, secret, write, Fixture};
 use repo_core::format::lock::LockFile;
 use repo_core::{
-    Backend, BackupOptions, BlobType, ErrorKind, FileType, Id, IndexId, KeyId, LocalBackend,
-    LockMode, OpenOptions, Repository, RestoreOptions, Unlock,
+    Backend, BackupOptions, ErrorKind, FileType, Id, IndexId, KeyId, LocalBackend, LockMode,
+    OpenOptions, Repository, RestoreOptions, Unlock,
 };
 
 /// How long an operation on a hostile file may take before the test calls it a hang.
@@ -73,8 +72,8 @@ fn assert_not_regular(err: &repo_core::Error, path: &Path, what: Hostile) {
 /// A local repository with one snapshot of a few files over several data packs.
 fn local_repo(root: &Path) -> (Fixture, repo_core::Snapshot) {
     let mut fx = Fixture::local(&root.join("repo"));
-    write(&root.join("src/a.bin"), &random_bytes(1, 1_300_000));
-    write(&root.join("src/b.bin"), &random_bytes(2, 1_300_000));
+    write(&root.join("src/a.bin"), &noise(1_300_000, 1));
+    write(&root.join("src/b.bin"), &noise(1_300_000, 2));
     write(&root.join("src/small.txt"), b"small");
     let (_, snapshot) = fx.backup_dir(&root.join("src"));
     (fx, snapshot)
@@ -100,12 +99,7 @@ fn a_pack_replaced_by_a_fifo_or_a_symlink_to_dev_zero_is_refused_by_restore() {
         let tmp = tempfile::tempdir().unwrap();
         let (fx, snapshot) = local_repo(tmp.path());
         let repo_dir = tmp.path().join("repo");
-        let (_, _, loc) = fx
-            .repo()
-            .index()
-            .iter()
-            .find(|(t, _, _)| *t == BlobType::Data)
-            .unwrap();
+        let loc = fx.data_blob_locations()[0];
         let path = pack_path(&repo_dir, &loc.pack.to_hex());
         replace(&path, what);
 
@@ -285,7 +279,7 @@ fn a_lock_with_a_name_or_body_that_does_not_parse_is_an_unreadable_lock() {
     for (name, body) in [
         ("aaaaaaaé", &b"not a lock"[..]),
         ("é", b""),
-        (&"ab".repeat(32)[..], &random_bytes(9, 100)[..]),
+        (&"ab".repeat(32)[..], &noise(100, 9)[..]),
     ] {
         plant_raw_lock(&repo_dir, name, body);
         let shown = if name.len() == 64 { &name[..8] } else { name };
@@ -339,14 +333,6 @@ fn now_ns() -> i64 {
         .as_nanos() as i64
 }
 
-fn plant_lock(fx: &Fixture, lock: &LockFile) -> String {
-    let key = repo_core::internals::master_key(fx.repo());
-    let sealed = envelope::seal(key, ObjectType::Lock, b"", &lock.to_plaintext().unwrap()).unwrap();
-    let name = Id::hash(&sealed).to_hex();
-    fx.backend.write(FileType::Lock, &name, &sealed).unwrap();
-    name
-}
-
 #[test]
 fn a_lock_dated_in_the_future_says_so_and_far_future_ones_are_suspicious() {
     let lock = |ahead_ns: i64| LockFile {
@@ -360,7 +346,7 @@ fn a_lock_dated_in_the_future_says_so_and_far_future_ones_are_suspicious() {
     let mut fx = Fixture::memory();
     // A lock as the library lists and describes it, then removed again.
     let described = |fx: &Fixture, ahead_ns: i64| {
-        let _ = plant_lock(fx, &lock(ahead_ns));
+        let _ = fx.plant_lock(&lock(ahead_ns));
         let found = fx.repo().locks().unwrap();
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(fx.repo().unlock(Unlock::All).unwrap(), 1);
@@ -385,7 +371,7 @@ fn a_lock_dated_in_the_future_says_so_and_far_future_ones_are_suspicious() {
     assert!(past.contains("refreshed 5s ago"), "{past}");
     assert!(!past_far_future);
 
-    let _ = plant_lock(&fx, &lock(i64::MAX / 2));
+    let _ = fx.plant_lock(&lock(i64::MAX / 2));
     let tmp = tempfile::tempdir().unwrap();
     write(&tmp.path().join("src/f"), b"x");
     let err = fx

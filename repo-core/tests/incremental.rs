@@ -7,16 +7,16 @@ mod fixture;
 use std::fs;
 use std::path::Path;
 
-use fixture::{random_bytes, write, Fixture};
-use repo_core::{BackupOptions, BlobType, ParentSelection};
+use fixture::{noise, write, Fixture};
+use repo_core::{BackupOptions, ParentSelection};
 
 const FILE_LEN: usize = 10_000;
 
 fn source(root: &Path) {
     for i in 0..5u64 {
-        write(&root.join(format!("f{i}.bin")), &random_bytes(i, FILE_LEN));
+        write(&root.join(format!("f{i}.bin")), &noise(FILE_LEN, i));
     }
-    write(&root.join("sub/deep.bin"), &random_bytes(100, FILE_LEN));
+    write(&root.join("sub/deep.bin"), &noise(FILE_LEN, 100));
 }
 
 #[test]
@@ -39,9 +39,9 @@ fn second_backup_reads_only_new_and_changed_files() {
     assert_eq!(first.stats.bytes_read, 6 * FILE_LEN as u64);
 
     // Change one file (new size, so even a coarse clock cannot hide the change), add another.
-    let changed = random_bytes(1000, 12_345);
+    let changed = noise(12_345, 1000);
     write(&src.join("f1.bin"), &changed);
-    write(&src.join("sub/new.bin"), &random_bytes(1001, 3_000));
+    write(&src.join("sub/new.bin"), &noise(3_000, 1001));
 
     let (second, snap2) = fx.backup_dir(&src);
     assert_eq!(
@@ -114,17 +114,14 @@ fn second_backup_reads_only_new_and_changed_files() {
     // Each snapshot restores its own version.
     let old = tmp.path().join("old");
     let _ = fx.restore_dir(&snap1, &src, &old);
-    assert_eq!(
-        fs::read(old.join("f1.bin")).unwrap(),
-        random_bytes(1, FILE_LEN)
-    );
+    assert_eq!(fs::read(old.join("f1.bin")).unwrap(), noise(FILE_LEN, 1));
     assert!(!old.join("sub/new.bin").exists());
     let new = tmp.path().join("new");
     let _ = fx.restore_dir(&snap2, &src, &new);
     assert_eq!(fs::read(new.join("f1.bin")).unwrap(), changed);
     assert_eq!(
         fs::read(new.join("sub/new.bin")).unwrap(),
-        random_bytes(1001, 3_000)
+        noise(3_000, 1001)
     );
     fixture::assert_same_tree(&src, &new);
     assert!(fx.check(true).is_clean());
@@ -165,11 +162,7 @@ fn explicit_parent_and_changed_metadata_are_honoured() {
 
 /// Data blobs in the index.
 fn data_blobs(fx: &Fixture) -> usize {
-    fx.repo()
-        .index()
-        .iter()
-        .filter(|(t, _, _)| *t == BlobType::Data)
-        .count()
+    fx.data_blob_locations().len()
 }
 
 fn filetime(meta: &fs::Metadata) -> (i64, i64) {

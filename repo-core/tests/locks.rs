@@ -10,18 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fixture::{ctx, write, Fixture};
-use repo_core::format::envelope::{self, ObjectType};
 use repo_core::format::lock::LockFile;
-use repo_core::{BackupOptions, CheckOptions, ErrorKind, FileType, Id, LockMode, RestoreOptions};
-
-/// Writes a lock file as another process would.
-fn plant_lock(fx: &Fixture, lock: &LockFile) -> String {
-    let key = repo_core::internals::master_key(fx.repo());
-    let sealed = envelope::seal(key, ObjectType::Lock, b"", &lock.to_plaintext().unwrap()).unwrap();
-    let name = Id::hash(&sealed).to_hex();
-    fx.backend.write(FileType::Lock, &name, &sealed).unwrap();
-    name
-}
+use repo_core::{BackupOptions, CheckOptions, ErrorKind, FileType, LockMode, RestoreOptions};
 
 fn now_ns() -> i64 {
     std::time::SystemTime::now()
@@ -183,17 +173,14 @@ fn stale_lock_of_a_dead_process_on_this_host_is_cleared() {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead_pid = child.id();
     let _ = child.wait().unwrap();
-    let stale = plant_lock(
-        &fx,
-        &LockFile {
-            exclusive: true,
-            hostname: repo_core::fuzzing::hostname(),
-            username: "ghost".into(),
-            pid: dead_pid,
-            time_ns: now_ns(),
-            operation: "prune".into(),
-        },
-    );
+    let stale = fx.plant_lock(&LockFile {
+        exclusive: true,
+        hostname: repo_core::fuzzing::hostname(),
+        username: "ghost".into(),
+        pid: dead_pid,
+        time_ns: now_ns(),
+        operation: "prune".into(),
+    });
     assert_eq!(lock_names(&fx), vec![stale]);
     backup_waiting(&mut fx, &src, Duration::ZERO).unwrap();
     assert!(
@@ -207,18 +194,15 @@ fn locks_of_other_hosts_block_until_they_are_old() {
     let tmp = tempfile::tempdir().unwrap();
     let src = source(tmp.path());
     let mut fx = Fixture::memory();
-    let fresh = plant_lock(
-        &fx,
-        &LockFile {
-            exclusive: true,
-            hostname: "elsewhere.example".into(),
-            username: "alice".into(),
-            // Alive or not, a process on another host cannot be checked from here.
-            pid: 1,
-            time_ns: now_ns(),
-            operation: "prune".into(),
-        },
-    );
+    let fresh = fx.plant_lock(&LockFile {
+        exclusive: true,
+        hostname: "elsewhere.example".into(),
+        username: "alice".into(),
+        // Alive or not, a process on another host cannot be checked from here.
+        pid: 1,
+        time_ns: now_ns(),
+        operation: "prune".into(),
+    });
     let err = backup_waiting(&mut fx, &src, Duration::ZERO).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Locked);
     assert!(err.to_string().contains("alice@elsewhere.example"), "{err}");
@@ -229,17 +213,14 @@ fn locks_of_other_hosts_block_until_they_are_old() {
 
     // Not refreshed for over 30 minutes: stale, ignored, but left for `unlock` to remove.
     fx.backend.delete(FileType::Lock, &fresh).unwrap();
-    let old = plant_lock(
-        &fx,
-        &LockFile {
-            exclusive: true,
-            hostname: "elsewhere.example".into(),
-            username: "alice".into(),
-            pid: 1,
-            time_ns: now_ns() - 31 * 60 * 1_000_000_000,
-            operation: "prune".into(),
-        },
-    );
+    let old = fx.plant_lock(&LockFile {
+        exclusive: true,
+        hostname: "elsewhere.example".into(),
+        username: "alice".into(),
+        pid: 1,
+        time_ns: now_ns() - 31 * 60 * 1_000_000_000,
+        operation: "prune".into(),
+    });
     backup_waiting(&mut fx, &src, Duration::ZERO).unwrap();
     assert_eq!(lock_names(&fx), vec![old]);
 }

@@ -11,7 +11,7 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use fixture::{random_bytes, Fixture};
+use fixture::{noise, Fixture};
 use proptest::prelude::*;
 
 const MAX_ENTRIES: usize = 30;
@@ -38,7 +38,7 @@ fn name() -> impl Strategy<Value = Vec<u8>> {
 /// that files share chunks with each other and with themselves.
 fn content() -> impl Strategy<Value = Vec<u8>> {
     let piece = prop_oneof![
-        3 => (0u64..4, 0usize..6000).prop_map(|(segment, len)| random_bytes(segment, len)),
+        3 => (0u64..4, 0usize..6000).prop_map(|(segment, len)| noise(len, segment)),
         1 => prop::collection::vec(any::<u8>(), 0..500),
     ];
     prop::collection::vec(piece, 0..8).prop_map(|pieces| {

@@ -8,7 +8,7 @@ mod fixture;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use fixture::{ctx, random_bytes, set_mode, write, Fixture};
+use fixture::{ctx, noise, set_mode, write, Fixture};
 use repo_core::{DiffKind, NodeKind};
 
 #[test]
@@ -189,7 +189,7 @@ fn find_with_trailing_slash_lists_directories_only() {
 fn stats_count_dedup_and_compression() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    let content = random_bytes(11, 64 * 1024);
+    let content = noise(64 * 1024, 11);
     write(&src.join("original.bin"), &content);
     write(&src.join("copy-under-another-name.bin"), &content);
     let mut fx = Fixture::memory();
@@ -209,7 +209,7 @@ fn stats_count_dedup_and_compression() {
     assert!(stats.repository_size >= stats.stored_size);
 
     // Compressible content (four letters, no repeats to dedupe) compresses.
-    let letters: Vec<u8> = random_bytes(12, 256 * 1024)
+    let letters: Vec<u8> = noise(256 * 1024, 12)
         .into_iter()
         .map(|b| b'a' + b % 4)
         .collect();

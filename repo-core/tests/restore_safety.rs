@@ -415,10 +415,7 @@ fn files_are_renamed_into_place_only_when_complete() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     for i in 0..10 {
-        write(
-            &src.join(format!("big{i}")),
-            &fixture::random_bytes(i, 1 << 20),
-        );
+        write(&src.join(format!("big{i}")), &fixture::noise(1 << 20, i));
     }
     let mut fx = Fixture::memory();
     let (_, snapshot) = fx.backup_dir(&src);

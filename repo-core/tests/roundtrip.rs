@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fixture::{
-    assert_same_tree, first_difference, init_options, is_root, random_bytes, rerun_as_nobody,
-    set_mode, set_mtime, write, Fixture,
+    assert_same_tree, first_difference, init_options, is_root, noise, rerun_as_nobody, set_mode,
+    set_mtime, write, Fixture, Notes,
 };
 use repo_core::{ChunkerParams, NodeKind};
 
@@ -29,7 +29,7 @@ fn build_every_kind(src: &Path, outside: &Path) -> Built {
     write(&src.join("empty"), b"");
     write(&src.join("small.txt"), b"hello, cairn\n");
     set_mode(&src.join("small.txt"), 0o640);
-    let multi = random_bytes(1, 300 * 1024);
+    let multi = noise(300 * 1024, 1);
     write(&src.join("multi.bin"), &multi);
     set_mode(&src.join("multi.bin"), 0o755);
     // The same content again under another name: stored once, restored twice.
@@ -283,7 +283,7 @@ fn file_over_4_gib_roundtrips_as_sparse() {
     f.set_len(size).unwrap();
     // Data just past the 4 GiB boundary (offsets that no longer fit in a u32) and near the end.
     f.write_all_at(b"beyond u32", (4 << 30) + 7).unwrap();
-    f.write_all_at(&random_bytes(7, 256 * 1024), size - (3 << 20))
+    f.write_all_at(&noise(256 * 1024, 7), size - (3 << 20))
         .unwrap();
     drop(f);
 
@@ -461,25 +461,6 @@ fn several_paths_share_one_snapshot_and_restore_under_their_absolute_paths() {
         fs::read(one.join("single.txt")).unwrap(),
         b"a file as a backup path"
     );
-}
-
-/// Collects warnings and skipped entries from progress events.
-#[derive(Default)]
-struct Notes(std::sync::Mutex<Vec<(PathBuf, String)>>);
-
-impl repo_core::Progress for Notes {
-    fn event(&self, event: &repo_core::ProgressEvent<'_>) {
-        let note = match event {
-            repo_core::ProgressEvent::Warning { path, message } => {
-                (path.to_path_buf(), (*message).to_string())
-            }
-            repo_core::ProgressEvent::Skipped { path, error } => {
-                (path.to_path_buf(), error.to_string())
-            }
-            _ => return,
-        };
-        self.0.lock().unwrap().push(note);
-    }
 }
 
 #[test]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use fixture::Fixture;
+use fixture::{Fixture, Notes};
 use repo_core::{BackupOptions, RestoreOptions};
 
 const FILES: usize = 24;
@@ -207,31 +207,6 @@ fn backups_of_a_changing_tree_finish_and_restore_what_they_read() {
                 assert!(b"now a file\n".starts_with(&got), "dir: {got:?}");
             }
         }
-    }
-}
-
-/// Collects warnings and skipped entries from progress events.
-#[derive(Default)]
-struct Notes(std::sync::Mutex<Vec<(PathBuf, String)>>);
-
-impl repo_core::Progress for Notes {
-    fn event(&self, event: &repo_core::ProgressEvent<'_>) {
-        let note = match event {
-            repo_core::ProgressEvent::Warning { path, message } => {
-                (path.to_path_buf(), (*message).to_string())
-            }
-            repo_core::ProgressEvent::Skipped { path, error } => {
-                (path.to_path_buf(), error.to_string())
-            }
-            _ => return,
-        };
-        self.0.lock().unwrap().push(note);
-    }
-}
-
-impl Notes {
-    fn take(&self) -> Vec<(PathBuf, String)> {
-        std::mem::take(&mut *self.0.lock().unwrap())
     }
 }
 

@@ -1,5 +1,6 @@
-//! The deterministic data generator of the tests: a xorshift64 stream, so test data does not
-//! compress away and a seed replays a run.
+//! The deterministic data generators of the tests, so test data does not compress away and a
+//! seed replays a run: [`noise`] for bulk bytes (BLAKE3 in XOF mode, gigabytes a second) and
+//! [`Xorshift`] for a stream of decisions (which file, what size, which byte to flip).
 
 /// A xorshift64 pseudo-random stream. Not for anything but test data.
 #[derive(Debug, Clone)]
@@ -30,9 +31,15 @@ impl Xorshift {
     }
 }
 
-/// `len` deterministic pseudo-random bytes of `seed`: `Xorshift::new(seed).bytes(len)`.
+/// `len` deterministic pseudo-random bytes of `seed` (BLAKE3 of the seed in XOF mode). A
+/// shorter request gives a prefix of a longer one with the same seed.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    Xorshift::new(seed).bytes(len)
+    let mut out = vec![0u8; len];
+    blake3::Hasher::new()
+        .update(&seed.to_le_bytes())
+        .finalize_xof()
+        .fill(&mut out);
+    out
 }
 
 #[cfg(test)]
@@ -43,6 +50,8 @@ mod tests {
     fn the_stream_is_deterministic_and_seeds_differ() {
         assert_eq!(noise(1000, 7), noise(1000, 7));
         assert_ne!(noise(1000, 7), noise(1000, 8));
+        assert_eq!(noise(10, 7), noise(1000, 7)[..10]);
+        assert_eq!(noise(0, 7), Vec::<u8>::new());
         let mut r = Xorshift::new(0);
         assert!((0..100).all(|_| r.below(6) < 6));
         assert_eq!(r.below(0), 0);

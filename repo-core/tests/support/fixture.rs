@@ -9,17 +9,20 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use repo_core::format::envelope::{self, ObjectType};
+use repo_core::format::lock::LockFile;
 use repo_core::{
-    Backend, BackupOptions, BackupSummary, CheckOptions, CheckReport, ChunkerParams, Indexed,
-    InitOptions, KdfParams, LocalBackend, MemoryBackend, NodeKind, OpCtx, OpenOptions, Repository,
-    RestoreOptions, RestoreSummary, Secret, Snapshot, SnapshotId,
+    Backend, BackupOptions, BackupSummary, BlobLocation, BlobType, CheckOptions, CheckReport,
+    ChunkerParams, FileType, Id, Indexed, InitOptions, KdfParams, LocalBackend, MemoryBackend,
+    NodeKind, OpCtx, OpenOptions, PackId, Progress, ProgressEvent, Repository, RestoreOptions,
+    RestoreSummary, Secret, Snapshot, SnapshotId,
 };
 // Each harness includes this file; not every one uses each of these.
 #[allow(unused_imports)]
 pub use repo_testkit::{
-    assert_same_tree, entries, first_difference, is_root, rerun_as_nobody, tree_differences,
+    assert_same_tree, entries, first_difference, is_root, noise, rerun_as_nobody, tree_differences,
 };
 
 /// The password of every test repository.
@@ -208,16 +211,6 @@ pub fn memory_tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("create a temporary directory")
 }
 
-/// Deterministic pseudo-random bytes (BLAKE3 in XOF mode), different for each seed.
-pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    blake3::Hasher::new()
-        .update(&seed.to_le_bytes())
-        .finalize_xof()
-        .fill(&mut out);
-    out
-}
-
 /// Writes a file, creating its parent directories.
 pub fn write(path: &Path, bytes: &[u8]) {
     if let Some(parent) = path.parent() {
@@ -244,4 +237,62 @@ pub fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
+impl Fixture {
+    /// Writes a lock file as another process would, and returns its name.
+    pub fn plant_lock(&self, lock: &LockFile) -> String {
+        let key = repo_core::internals::master_key(self.repo());
+        let plain = lock.to_plaintext().unwrap();
+        let sealed = envelope::seal(key, ObjectType::Lock, b"", &plain).unwrap();
+        let name = Id::hash(&sealed).to_hex();
+        self.backend.write(FileType::Lock, &name, &sealed).unwrap();
+        name
+    }
+
+    /// Where the index says the data blobs are, in the index's order.
+    pub fn data_blob_locations(&self) -> Vec<BlobLocation> {
+        self.repo()
+            .index()
+            .iter()
+            .filter(|(t, _, _)| *t == BlobType::Data)
+            .map(|(_, _, loc)| loc)
+            .collect()
+    }
+
+    /// The packs that hold data blobs, sorted, each once.
+    pub fn data_packs(&self) -> Vec<PackId> {
+        let mut packs: Vec<PackId> = self
+            .data_blob_locations()
+            .into_iter()
+            .map(|loc| loc.pack)
+            .collect();
+        packs.sort();
+        packs.dedup();
+        packs
+    }
+}
+
+/// A [`Progress`] that collects warnings and skipped entries as (path, message).
+#[derive(Default)]
+pub struct Notes(pub Mutex<Vec<(PathBuf, String)>>);
+
+impl Progress for Notes {
+    fn event(&self, event: &ProgressEvent<'_>) {
+        let note = match event {
+            ProgressEvent::Warning { path, message } => {
+                (path.to_path_buf(), (*message).to_string())
+            }
+            ProgressEvent::Skipped { path, error } => (path.to_path_buf(), error.to_string()),
+            _ => return,
+        };
+        self.0.lock().unwrap().push(note);
+    }
+}
+
+impl Notes {
+    /// The notes so far, leaving none.
+    pub fn take(&self) -> Vec<(PathBuf, String)> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
 }
