@@ -1,9 +1,11 @@
-//! `Repository`: the one place that combines backend, keys and format.
+//! `Repository`: the owner of the backend, the master key and the config.
 //!
 //! Two states: [`Opened`] (key and config loaded) and [`Indexed`] (the master index loaded too).
-//! Command modules (archiver, restorer, checker) receive a `&Repository<Indexed>`, never a raw
-//! backend. Reads verify everything: file names against the hash of their bytes, envelopes
-//! against their MAC, blobs against their keyed id.
+//! The operations (archiver, restorer, checker, reports) are `impl Repository` blocks and reach
+//! storage only through it; whole files (index, snapshot, lock) go into and out of envelopes
+//! here (`seal_file`, `open_file`), blobs through the pack writer and reader. Reads verify
+//! everything: file names against the hash of their bytes, envelopes against their MAC, blobs
+//! against their keyed id.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

@@ -1,5 +1,8 @@
-//! Walking snapshot trees: the shared read path of restore, `ls`, `find`, `diff`, `stats`,
-//! check and the FUSE crate.
+//! Walking snapshot trees: `walk_tree` (every entry below a tree, in order; `ls`, `find`,
+//! `stats` and restore's selection walk), `node_at` (one path) and `read_file_at` (a file's
+//! bytes by offset, for the FUSE mount to come). Check, `diff` and restore planning (totals
+//! once per distinct tree) read trees one at a time with `Repository::read_tree` instead,
+//! since each needs its own order or pairing.
 //!
 //! Walks are iterative (an explicit stack), so directory depth never grows the call stack.
 
