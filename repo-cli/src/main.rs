@@ -146,6 +146,17 @@ pub struct GlobalArgs {
     /// Print only errors and warnings (and, with --json, the final result).
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// List what backup stores: each new or changed file (with -vv, unchanged ones too), also
+    /// with --dry-run; with --json, one `verbose_status` line each. `restore --dry-run -v`
+    /// lists what it would write.
+    #[arg(
+        short,
+        long,
+        global = true,
+        action = clap::ArgAction::Count,
+        conflicts_with = "quiet"
+    )]
+    pub verbose: u8,
     /// How long to wait for a conflicting lock, e.g. 30s or 5m (at most 36500 days).
     #[arg(
         long,
@@ -309,6 +320,10 @@ fn hint(err: &anyhow::Error, command: &str) -> Option<String> {
             Some("check CAIRN_PASSWORD, --password-file or --password-command".into())
         }
         repo_core::ErrorKind::Corrupt => Some("run `cairn check` to see what is damaged".into()),
+        repo_core::ErrorKind::NothingToBackUp => Some(
+            "check the paths and --exclude rules, or pass --allow-empty to save an empty snapshot"
+                .into(),
+        ),
         repo_core::ErrorKind::Locked => core.lock_holder().map(lock_hint),
         repo_core::ErrorKind::ReadOnly if command == "backup" => {
             Some("a backup needs write access to the repository".into())

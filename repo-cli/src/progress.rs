@@ -2,33 +2,40 @@
 //!
 //! One [`CliProgress`] per command. It shows live progress in one of three ways:
 //! - an indicatif bar on stderr when stderr is a terminal and neither `--quiet` nor `--json`
-//!   is given (bytes, rate, files, and an ETA once totals are known);
-//! - with `--json` (and not `--quiet`), `{"message_type":"status",...}` lines on stdout, at most
-//!   four per second;
+//!   is given: bytes done of the total, rate, files done of the total, an ETA once the totals
+//!   are known (a backup's pre-scan finds them while it runs), and the file being read;
+//! - with `--json` (and not `--quiet`), `{"message_type":"status",...}` lines on stdout: one
+//!   when a phase begins, one every quarter of a second while it runs (from a ticker thread,
+//!   so they come even while one large file is read or an upload waits), and one when it ends;
 //! - nothing.
 //!
 //! Skipped entries and warnings are always reported on stderr, as `warning: PATH: REASON` lines
 //! (just `warning: REASON` when the reason already names the path), escaped for the terminal
 //! ([`output::escaped`]), or, with `--json`, as
 //! `{"message_type":"error","item":PATH,"error":REASON,"skipped":BOOL}` lines.
+//! With `-v`, each file a backup stores is listed on stdout (`new`/`changed`, and with `-vv`
+//! `unchanged`), or with `--json` as `{"message_type":"verbose_status",...}` lines.
 //!
 //! The library calls [`Progress::event`] concurrently from worker threads: counters are
 //! atomics, the bar is internally synchronised, and JSON lines are written under the stdout lock.
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use repo_core::{Phase, Progress, ProgressEvent};
+use repo_core::{EntryStatus, Phase, Progress, ProgressEvent};
 use serde::Serialize;
 
 use crate::{output, GlobalArgs};
 
 const STATUS_INTERVAL: Duration = Duration::from_millis(250);
 const UNKNOWN: u64 = u64::MAX;
+/// Files being read that a status line names at most (a backup reads one per core).
+const MAX_CURRENT: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Live {
@@ -39,16 +46,24 @@ enum Live {
 
 /// Progress sink of one command.
 pub struct CliProgress {
+    state: Arc<State>,
+    ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+/// What the events update and the ticker shows.
+struct State {
     live: Live,
     json: bool,
+    verbose: u8,
     bar: Mutex<Option<ProgressBar>>,
     phase: Mutex<Option<Phase>>,
     phase_start: Mutex<Instant>,
-    last_status: Mutex<Instant>,
     items_done: AtomicU64,
     bytes_done: AtomicU64,
     total_items: AtomicU64,
     total_bytes: AtomicU64,
+    /// Files a backup is reading now, oldest first.
+    current: Mutex<Vec<PathBuf>>,
 }
 
 /// One `{"message_type":"status"}` line.
@@ -63,6 +78,7 @@ struct Status {
     total_bytes: Option<u64>,
     percent_done: Option<f64>,
     seconds_remaining: Option<u64>,
+    current_files: Vec<String>,
 }
 
 /// One `{"message_type":"error"}` line (a skipped entry or a warning).
@@ -72,6 +88,15 @@ struct ItemError<'a> {
     item: &'a str,
     error: &'a str,
     skipped: bool,
+}
+
+/// One `{"message_type":"verbose_status"}` line: a file a backup stored.
+#[derive(Serialize)]
+struct VerboseStatus<'a> {
+    message_type: &'static str,
+    action: &'static str,
+    item: &'a str,
+    size: u64,
 }
 
 impl CliProgress {
@@ -86,28 +111,53 @@ impl CliProgress {
         } else {
             Live::Nothing
         };
-        let now = Instant::now();
-        Self {
+        let state = Arc::new(State {
             live: mode,
             json: global.json,
+            verbose: if global.quiet { 0 } else { global.verbose },
             bar: Mutex::new(None),
             phase: Mutex::new(None),
-            phase_start: Mutex::new(now),
-            last_status: Mutex::new(now.checked_sub(STATUS_INTERVAL).unwrap_or(now)),
+            phase_start: Mutex::new(Instant::now()),
             items_done: AtomicU64::new(0),
             bytes_done: AtomicU64::new(0),
             total_items: AtomicU64::new(UNKNOWN),
             total_bytes: AtomicU64::new(UNKNOWN),
-        }
+            current: Mutex::new(Vec::new()),
+        });
+        let ticker = (mode != Live::Nothing).then(|| {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (s, st) = (Arc::clone(&stop), Arc::clone(&state));
+            let handle = std::thread::spawn(move || {
+                while !s.load(Ordering::Relaxed) {
+                    std::thread::park_timeout(STATUS_INTERVAL);
+                    if !s.load(Ordering::Relaxed) {
+                        st.tick();
+                    }
+                }
+            });
+            (stop, handle)
+        });
+        Self { state, ticker }
     }
 
     /// Whether a scan for totals is worth its cost (someone will see an ETA).
     pub fn wants_totals(&self) -> bool {
-        self.live != Live::Nothing
+        self.state.live != Live::Nothing
     }
 
-    /// Runs `f` (which prints to stderr) without garbling the bar.
-    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+    /// Stops the live display and clears any bar (before a command prints its result).
+    pub fn finish(&self) {
+        if let Some((stop, handle)) = &self.ticker {
+            stop.store(true, Ordering::Relaxed);
+            handle.thread().unpark();
+        }
+        self.state.clear_bar();
+    }
+}
+
+impl State {
+    /// Runs `f` (which prints) without garbling the bar.
+    fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
         let guard = lock(&self.bar);
         match guard.as_ref() {
             Some(bar) => bar.suspend(f),
@@ -115,15 +165,21 @@ impl CliProgress {
         }
     }
 
-    /// Clears any bar (before a command prints its result).
-    pub fn finish(&self) {
+    fn clear_bar(&self) {
         if let Some(bar) = lock(&self.bar).take() {
             bar.finish_and_clear();
         }
     }
 
     fn start_phase(&self, phase: Phase, items: Option<u64>, bytes: Option<u64>) {
-        *lock(&self.phase) = Some(phase);
+        {
+            let mut current = lock(&self.phase);
+            if phase == Phase::Scan && current.is_some() {
+                // The pre-scan runs alongside the backup: its totals are the backup's.
+                return;
+            }
+            *current = Some(phase);
+        }
         *lock(&self.phase_start) = Instant::now();
         self.items_done.store(0, Ordering::Relaxed);
         self.bytes_done.store(0, Ordering::Relaxed);
@@ -131,21 +187,25 @@ impl CliProgress {
             .store(items.unwrap_or(UNKNOWN), Ordering::Relaxed);
         self.total_bytes
             .store(bytes.unwrap_or(UNKNOWN), Ordering::Relaxed);
-        if self.live != Live::Bar {
-            return;
+        lock(&self.current).clear();
+        match self.live {
+            Live::Bar => {
+                let bar = ProgressBar::new(bytes.unwrap_or(0));
+                if bytes.is_some() && counts_bytes(phase) {
+                    bar.set_style(bar_style());
+                } else {
+                    bar.set_style(spinner_style(counts_bytes(phase)));
+                }
+                bar.set_prefix(phase_label(phase));
+                bar.enable_steady_tick(Duration::from_millis(120));
+                if let Some(old) = lock(&self.bar).replace(bar) {
+                    old.finish_and_clear();
+                }
+                self.update_message();
+            }
+            Live::JsonStatus => self.status_line(phase),
+            Live::Nothing => {}
         }
-        let bar = ProgressBar::new(bytes.unwrap_or(0));
-        if bytes.is_some() && counts_bytes(phase) {
-            bar.set_style(bar_style());
-        } else {
-            bar.set_style(spinner_style(counts_bytes(phase)));
-        }
-        bar.set_prefix(phase_label(phase));
-        bar.enable_steady_tick(Duration::from_millis(120));
-        if let Some(old) = lock(&self.bar).replace(bar) {
-            old.finish_and_clear();
-        }
-        self.update_message();
     }
 
     fn set_totals(&self, items: u64, bytes: u64) {
@@ -158,20 +218,16 @@ impl CliProgress {
                 bar.set_style(bar_style());
             }
         }
-        self.update_message();
-        self.maybe_status();
     }
 
     fn advance(&self, items: u64, bytes: u64) {
         let _ = self.items_done.fetch_add(items, Ordering::Relaxed);
         let _ = self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
-        if let Some(bar) = lock(&self.bar).as_ref() {
-            bar.inc(bytes);
+        if bytes > 0 {
+            if let Some(bar) = lock(&self.bar).as_ref() {
+                bar.inc(bytes);
+            }
         }
-        if items > 0 {
-            self.update_message();
-        }
-        self.maybe_status();
     }
 
     fn finish_phase(&self, phase: Phase) {
@@ -180,46 +236,103 @@ impl CliProgress {
             // E.g. the end of a backup's pre-scan, which runs inside the backup phase.
             return;
         }
+        if self.live == Live::JsonStatus {
+            // The last line of a phase: what it did in the end.
+            self.status_line(phase);
+        }
         *current = None;
         drop(current);
-        self.finish();
+        self.clear_bar();
     }
 
-    fn update_message(&self) {
-        if self.live != Live::Bar {
+    fn file_started(&self, path: &Path) {
+        if self.live == Live::Nothing {
             return;
         }
-        if let Some(bar) = lock(&self.bar).as_ref() {
-            let done = self.items_done.load(Ordering::Relaxed);
-            // Restore and verify report bytes only (their item counts never advance).
-            let unit = match *lock(&self.phase) {
-                Some(Phase::Backup) => "files",
-                Some(Phase::CheckData) => "packs",
-                _ => return,
-            };
-            let msg = match self.total_items.load(Ordering::Relaxed) {
-                UNKNOWN => format!("{done} {unit}"),
-                total => format!("{done}/{total} {unit}"),
-            };
-            bar.set_message(msg);
+        let mut current = lock(&self.current);
+        if current.len() == MAX_CURRENT {
+            let _ = current.remove(0);
+        }
+        current.push(path.to_path_buf());
+    }
+
+    fn file_ended(&self, path: &Path) {
+        if self.live == Live::Nothing {
+            return;
+        }
+        let mut current = lock(&self.current);
+        if let Some(i) = current.iter().position(|p| p == path) {
+            let _ = current.remove(i);
         }
     }
 
-    fn maybe_status(&self) {
-        if self.live != Live::JsonStatus {
-            return;
-        }
-        let Ok(mut last) = self.last_status.try_lock() else {
-            return;
+    fn file_saved(&self, path: &Path, status: EntryStatus, bytes: u64) {
+        self.file_ended(path);
+        let wanted = match status {
+            EntryStatus::Unchanged => self.verbose >= 2,
+            _ => self.verbose >= 1,
         };
-        if last.elapsed() < STATUS_INTERVAL {
+        if !wanted {
             return;
         }
-        *last = Instant::now();
-        drop(last);
+        let item = path.to_string_lossy();
+        let line = if self.json {
+            serde_json::to_string(&VerboseStatus {
+                message_type: "verbose_status",
+                action: status.as_str(),
+                item: &item,
+                size: bytes,
+            })
+            .unwrap_or_default()
+        } else {
+            format!(
+                "{:<9} {} ({})",
+                status.as_str(),
+                output::escape(&item),
+                output::size(bytes)
+            )
+        };
+        self.suspend(|| {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+        });
+    }
+
+    /// Every [`STATUS_INTERVAL`]: a status line, or the bar's message.
+    fn tick(&self) {
         let Some(phase) = *lock(&self.phase) else {
             return;
         };
+        match self.live {
+            Live::JsonStatus => self.status_line(phase),
+            Live::Bar => self.update_message(),
+            Live::Nothing => {}
+        }
+    }
+
+    fn update_message(&self) {
+        let Some(bar) = lock(&self.bar).clone() else {
+            return;
+        };
+        let done = self.items_done.load(Ordering::Relaxed);
+        // Verify reports bytes only (its item count never advances).
+        let unit = match *lock(&self.phase) {
+            Some(Phase::Backup | Phase::Restore) => "files",
+            Some(Phase::CheckData) => "packs",
+            _ => return,
+        };
+        let mut msg = match self.total_items.load(Ordering::Relaxed) {
+            UNKNOWN => format!("{done} {unit}"),
+            total => format!("{done}/{total} {unit}"),
+        };
+        if let Some(path) = lock(&self.current).last() {
+            msg.push_str("  ");
+            msg.push_str(&output::escape(&path.to_string_lossy()));
+        }
+        bar.set_message(msg);
+    }
+
+    fn status_line(&self, phase: Phase) {
         let elapsed = lock(&self.phase_start).elapsed().as_secs_f64();
         let known = |v: u64| (v != UNKNOWN).then_some(v);
         let bytes_done = self.bytes_done.load(Ordering::Relaxed);
@@ -234,6 +347,10 @@ impl CliProgress {
             }
             _ => None,
         };
+        let current_files = lock(&self.current)
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
         let status = Status {
             message_type: "status",
             phase: phase_name(phase),
@@ -244,6 +361,7 @@ impl CliProgress {
             total_bytes,
             percent_done,
             seconds_remaining,
+            current_files,
         };
         if let Ok(line) = serde_json::to_string(&status) {
             let mut out = std::io::stdout().lock();
@@ -252,6 +370,9 @@ impl CliProgress {
     }
 
     fn report(&self, path: &Path, reason: &str, skipped: bool) {
+        if skipped {
+            self.file_ended(path);
+        }
         let path = path.to_string_lossy();
         let line = if self.json {
             serde_json::to_string(&ItemError {
@@ -284,17 +405,24 @@ fn warning_line(path: &str, reason: &str) -> String {
 
 impl Progress for CliProgress {
     fn event(&self, event: &ProgressEvent<'_>) {
+        let s = &self.state;
         match event {
             ProgressEvent::PhaseStarted {
                 phase,
                 total_items,
                 total_bytes,
-            } => self.start_phase(*phase, *total_items, *total_bytes),
-            ProgressEvent::Totals { items, bytes, .. } => self.set_totals(*items, *bytes),
-            ProgressEvent::Advanced { items, bytes, .. } => self.advance(*items, *bytes),
-            ProgressEvent::Skipped { path, error } => self.report(path, &error.to_string(), true),
-            ProgressEvent::Warning { path, message } => self.report(path, message, false),
-            ProgressEvent::PhaseFinished { phase } => self.finish_phase(*phase),
+            } => s.start_phase(*phase, *total_items, *total_bytes),
+            ProgressEvent::Totals { items, bytes, .. } => s.set_totals(*items, *bytes),
+            ProgressEvent::Advanced { items, bytes, .. } => s.advance(*items, *bytes),
+            ProgressEvent::FileStarted { path } => s.file_started(path),
+            ProgressEvent::FileSaved {
+                path,
+                status,
+                bytes,
+            } => s.file_saved(path, *status, *bytes),
+            ProgressEvent::Skipped { path, error } => s.report(path, &error.to_string(), true),
+            ProgressEvent::Warning { path, message } => s.report(path, message, false),
+            ProgressEvent::PhaseFinished { phase } => s.finish_phase(*phase),
             _ => {}
         }
     }
@@ -303,6 +431,9 @@ impl Progress for CliProgress {
 impl Drop for CliProgress {
     fn drop(&mut self) {
         self.finish();
+        if let Some((_, handle)) = self.ticker.take() {
+            let _ = handle.join();
+        }
     }
 }
 
@@ -346,7 +477,7 @@ fn phase_label(phase: Phase) -> &'static str {
 
 fn bar_style() -> ProgressStyle {
     ProgressStyle::with_template(
-        "{prefix:>7} [{elapsed_precise}] [{wide_bar}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+        "{prefix:>7} [{elapsed_precise}] [{bar:25}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta} {wide_msg}",
     )
     .expect("valid progress template")
     .progress_chars("=> ")
@@ -354,7 +485,7 @@ fn bar_style() -> ProgressStyle {
 
 fn spinner_style(bytes: bool) -> ProgressStyle {
     let template = if bytes {
-        "{spinner} {prefix} [{elapsed_precise}] {binary_bytes} {binary_bytes_per_sec} {msg}"
+        "{spinner} {prefix} [{elapsed_precise}] {binary_bytes} {binary_bytes_per_sec} {wide_msg}"
     } else {
         "{spinner} {prefix} [{elapsed_precise}]"
     };

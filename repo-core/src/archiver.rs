@@ -36,7 +36,7 @@ use crate::host::now_ns;
 use crate::id::BlobId;
 use crate::lock::LockMode;
 use crate::pack::{Abort, PackWriter};
-use crate::progress::{OpCtx, Phase, ProgressEvent};
+use crate::progress::{EntryStatus, OpCtx, Phase, ProgressEvent};
 use crate::repository::{Indexed, Repository};
 use crate::snapshot::Snapshot;
 use crate::source::local::LocalSource;
@@ -52,23 +52,18 @@ use read::{read_file, Reading};
 pub(crate) use sink::{Known, Sink};
 use tree::{Collected, Collector};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FileStatus {
-    New,
-    Changed,
-    Unmodified,
-}
-
 enum Event {
     Enter(Node),
     Leave,
-    Entry(Node, Option<FileStatus>),
-    File(Node, FileStatus, u64),
+    Entry(Node, Option<EntryStatus>),
+    File(Node, EntryStatus, u64),
 }
 
 struct FileJob {
     ticket: u64,
     path: PathBuf,
+    /// New or changed, for [`ProgressEvent::FileSaved`].
+    status: EntryStatus,
     /// The file's content, handed over by the source.
     content: Box<dyn SourceFile>,
 }
@@ -205,6 +200,7 @@ impl Repository<Indexed> {
         let (res_tx, res_rx) = unbounded::<FileResult>();
 
         let mut walker_skipped = Vec::new();
+        let mut paths_found = 0u64;
         let outcome: Result<Collected> = std::thread::scope(|s| {
             let queue = writer.start(s, cores);
             let abort = &abort;
@@ -218,6 +214,7 @@ impl Repository<Indexed> {
                 .stack_size(256 << 20)
                 .spawn_scoped(s, {
                     let walker_skipped = &mut walker_skipped;
+                    let paths_found = &mut paths_found;
                     let mut sink = Sink {
                         repo: self,
                         ctx: *ctx,
@@ -227,11 +224,13 @@ impl Repository<Indexed> {
                         ev_tx,
                         next_ticket: 0,
                         skipped: Vec::new(),
+                        paths_found: 0,
                         parents: vec![parent_root],
                     };
                     move || {
                         source.walk(&mut sink);
                         *walker_skipped = sink.skipped;
+                        *paths_found = sink.paths_found;
                     }
                 });
             if let Err(e) = walker {
@@ -289,6 +288,13 @@ impl Repository<Indexed> {
         }
         ctx.cancel.check()?;
         let (root, mut stats, mut skipped) = outcome?;
+        if paths_found == 0 && !opts.allow_empty {
+            // Before the pack writer finishes: no index and no snapshot is written.
+            return Err(Error::new(
+                ErrorKind::NothingToBackUp,
+                "nothing to back up: every backup path is excluded or could not be read",
+            ));
+        }
         // Packs, then index, then snapshot: the snapshot only ever references indexed, stored
         // blobs. A dry run writes no index.
         let written = writer.finish()?;
@@ -382,6 +388,7 @@ mod tests {
 
         fn walk(&self, sink: &mut Sink<'_>) {
             let mut dir = node("data", NodeKind::Dir, 1);
+            sink.backup_path_found();
             let known = sink.look_up(&mut dir);
             if !sink.enter(dir, &known) {
                 return;
@@ -391,7 +398,7 @@ mod tests {
                 file.size = bytes.len() as u64;
                 let known = sink.look_up(&mut file);
                 let more = if known.content() {
-                    sink.unchanged_file(file)
+                    sink.unchanged_file(Path::new(name), file)
                 } else {
                     let _ = self.opened.fetch_add(1, Ordering::Relaxed);
                     let content = Box::new(Content(Cursor::new(bytes.to_vec())));

@@ -33,6 +33,9 @@ pub enum ErrorKind {
     Io,
     /// The caller passed arguments that cannot work.
     InvalidInput,
+    /// A backup found nothing to store: every backup path is excluded or could not be read
+    /// (see `BackupOptions::allow_empty`).
+    NothingToBackUp,
     /// A bug in Cairn: an invariant did not hold.
     Internal,
 }

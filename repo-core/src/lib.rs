@@ -107,7 +107,7 @@ pub use format::BlobType;
 pub use id::{BlobId, Id, IndexId, KeyId, PackId, SnapshotId};
 pub use index::{BlobLocation, MasterIndex};
 pub use lock::{LockGuard, LockMode, Unlock, MAX_LOCK_WAIT};
-pub use progress::{CancelToken, NoProgress, OpCtx, Phase, Progress, ProgressEvent};
+pub use progress::{CancelToken, EntryStatus, NoProgress, OpCtx, Phase, Progress, ProgressEvent};
 pub use repository::{Indexed, InitOptions, OpenOptions, Opened, Repository, DEFAULT_PACK_SIZE};
 pub use restorer::{Overwrite, PlannedEntry, RestoreOptions, RestorePlan, RestoreSummary};
 pub use snapshot::{select as select_snapshot, Snapshot, SnapshotFilter};

@@ -16,7 +16,8 @@ use crate::error::{Error, Result};
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// Counting what a backup will read (for the ETA).
+    /// Counting what a backup will read (for the ETA). It runs alongside [`Phase::Backup`]:
+    /// its [`ProgressEvent::Totals`] are the backup's totals.
     Scan,
     /// Reading, chunking and storing files.
     Backup,
@@ -30,6 +31,29 @@ pub enum Phase {
     CheckData,
     /// Loading index files.
     LoadIndex,
+}
+
+/// How a backup stores a regular file (see [`ProgressEvent::FileSaved`]).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryStatus {
+    /// Not in the parent snapshot: read and stored.
+    New,
+    /// In the parent snapshot with other metadata or content: read again and stored.
+    Changed,
+    /// As the parent snapshot has it: not read, its blobs reused.
+    Unchanged,
+}
+
+impl EntryStatus {
+    /// `new`, `changed` or `unchanged`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Changed => "changed",
+            Self::Unchanged => "unchanged",
+        }
+    }
 }
 
 /// One progress event.
@@ -76,6 +100,23 @@ pub enum ProgressEvent<'a> {
         path: &'a Path,
         /// What happened.
         message: &'a str,
+    },
+    /// A backup began reading a regular file. Several files are read at once, each on its
+    /// own thread; [`ProgressEvent::FileSaved`] follows when the file is done, and a
+    /// [`ProgressEvent::Skipped`] instead when it could not be read.
+    FileStarted {
+        /// The file.
+        path: &'a Path,
+    },
+    /// A backup stored a regular file (with `dry_run`, would have): read and chunked when new
+    /// or changed, taken from the parent snapshot when unchanged.
+    FileSaved {
+        /// The file.
+        path: &'a Path,
+        /// How it was stored.
+        status: EntryStatus,
+        /// Its size.
+        bytes: u64,
     },
     /// A phase ended.
     PhaseFinished {

@@ -233,3 +233,33 @@ fn empty_pattern_is_invalid_input() {
     }
     assert!(fx.repo().snapshots(&fixture::ctx()).unwrap().is_empty());
 }
+
+/// A backup whose every path is excluded stores nothing and fails, unless `allow_empty`; the
+/// root `/` counts each of its entries as a backup path. An empty directory is not nothing.
+#[test]
+fn a_backup_of_nothing_fails_unless_allow_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    write(&src.join("a"), b"a");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let mut fx = Fixture::memory();
+    let ctx = fixture::ctx();
+    let mut opts = BackupOptions::default();
+    opts.excludes = vec!["*".into()];
+    for dry_run in [false, true] {
+        opts.dry_run = dry_run;
+        let err = fx.backup_with(&ctx, &[&src], &opts).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NothingToBackUp, "{err}");
+    }
+    assert!(fx.repo().snapshots(&ctx).unwrap().is_empty());
+
+    opts.dry_run = false;
+    opts.allow_empty = true;
+    let summary = fx.backup_with(&ctx, &[&src], &opts).unwrap();
+    let snap = fx.snapshot(&summary.snapshot.unwrap());
+    assert!(fx.paths(&snap, &src).is_empty());
+
+    let (summary, _) = fx.backup(&[&empty], &BackupOptions::default());
+    assert!(summary.snapshot.is_some());
+}

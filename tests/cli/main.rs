@@ -13,6 +13,7 @@ mod filekinds;
 mod hostile_names;
 mod hostile_repo;
 mod incremental;
+mod progress;
 mod restore;
 mod scale;
 mod support;

@@ -62,9 +62,12 @@ pub struct BackupArgs {
     /// Read every file, even those the parent snapshot says are unchanged.
     #[arg(long)]
     pub force: bool,
-    /// Do everything except writing to the repository.
+    /// Do everything except writing to the repository (with -v, list what would be stored).
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    /// Save a snapshot even when every backup path is excluded or missing (it is empty).
+    #[arg(long)]
+    pub allow_empty: bool,
     /// zstd level for this backup [default: the repository's].
     #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
     pub compression: Option<i32>,
@@ -107,6 +110,7 @@ pub fn run(app: &App, args: &BackupArgs) -> Result<u8> {
     opts.description.clone_from(&args.description);
     opts.force = args.force;
     opts.dry_run = args.dry_run;
+    opts.allow_empty = args.allow_empty;
     opts.compression_level = args.compression;
     opts.time_ns = args.time;
     opts.lock_wait = app.global.lock_wait;

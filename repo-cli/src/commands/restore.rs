@@ -73,8 +73,8 @@ pub struct RestoreArgs {
     /// What to do with files that already exist in the target.
     #[arg(long, value_enum, default_value_t = OverwriteArg::Always, value_name = "WHEN")]
     pub overwrite: OverwriteArg,
-    /// Print what would be restored; write nothing. Lists every entry with `--json`, and
-    /// always the entries that would not be restored or would delete something.
+    /// Print what would be restored; write nothing. Lists every entry with `-v` or `--json`,
+    /// and always the entries that would not be restored or would delete something.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
     /// Delete a non-empty directory that is where the snapshot has a file, symlink or special
@@ -251,11 +251,23 @@ fn print_plan(
             plan.others,
             plan.packs
         )?;
+        let verbose = app.global.verbose > 0;
         repo.dry_run_restore(ctx, plan, &args.target, &mut |e| {
             let what = match e.action {
                 "conflict" => "not restored: a non-empty directory is in the way (--delete-conflicting deletes it)",
                 "delete-conflicting" => "would delete the non-empty directory in the way",
                 "damaged" => "not restored: damaged in the snapshot (run `cairn check`)",
+                action if verbose => {
+                    let full = args.target.join(&e.path);
+                    let path = output::escaped_path(&full);
+                    let line = match (&e.link_to, e.kind) {
+                        (Some(to), _) => format!("{action:<9} {path} (hard link to {})", output::escaped_path(&args.target.join(to))),
+                        (None, "file") => format!("{action:<9} {path} ({})", output::size(e.size)),
+                        (None, _) => format!("{action:<9} {path}"),
+                    };
+                    return writeln!(out, "{line}")
+                        .map_err(|err| repo_core::Error::io("write stdout", err));
+                }
                 _ => return Ok(()),
             };
             if e.action != "delete-conflicting" {

@@ -50,6 +50,9 @@ pub struct BackupOptions {
     pub time_ns: Option<i64>,
     /// Count files and bytes first, so progress can show an ETA.
     pub scan: bool,
+    /// Save a snapshot even when every backup path is excluded or could not be read (it is
+    /// empty); without this such a backup fails with [`ErrorKind::NothingToBackUp`](crate::ErrorKind::NothingToBackUp).
+    pub allow_empty: bool,
     /// How long to wait for a conflicting lock.
     pub lock_wait: std::time::Duration,
 }

@@ -33,6 +33,7 @@ pub(super) fn read_file(
     chunker.reset();
     let mut content = Vec::new();
     let mut bytes = 0u64;
+    r.ctx.progress.event(&ProgressEvent::FileStarted { path });
     loop {
         r.ctx.cancel.check()?;
         if r.abort.failed() {
@@ -61,6 +62,11 @@ pub(super) fn read_file(
             .progress
             .event(&ProgressEvent::Warning { path, message });
     }
+    r.ctx.progress.event(&ProgressEvent::FileSaved {
+        path,
+        status: job.status,
+        bytes,
+    });
     r.ctx.progress.event(&ProgressEvent::Advanced {
         phase: Phase::Backup,
         items: 1,

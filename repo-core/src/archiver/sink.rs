@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crossbeam_channel::Sender;
 
-use super::{Event, FileJob, FileStatus};
+use super::{EntryStatus, Event, FileJob};
 use crate::error::Error;
 use crate::format::tree::{Node, NodeKind, TreeCursor};
 use crate::format::BlobType;
@@ -19,7 +19,7 @@ use crate::source::SourceFile;
 
 /// What the parent snapshot already knows of an entry, from [`Sink::look_up`].
 pub(crate) struct Known {
-    status: FileStatus,
+    status: EntryStatus,
     /// The parent's listing of the entry, when it was a directory there.
     subtree: Option<BlobId>,
     xattrs: bool,
@@ -53,6 +53,8 @@ pub(crate) struct Sink<'a> {
     pub(super) ev_tx: Sender<Event>,
     pub(super) next_ticket: u64,
     pub(super) skipped: Vec<(PathBuf, String)>,
+    /// Backup paths the source found and did not exclude ([`Sink::backup_path_found`]).
+    pub(super) paths_found: u64,
     /// The parent snapshot's listing of each directory of the current path, the walk's root
     /// first; None where the parent has none.
     pub(super) parents: Vec<Option<TreeCursor>>,
@@ -96,7 +98,7 @@ impl Sink<'_> {
             .and_then(Option::as_mut)
             .and_then(|p| p.take(&node.name));
         let mut known = Known {
-            status: FileStatus::New,
+            status: EntryStatus::New,
             subtree: None,
             xattrs: false,
             content: false,
@@ -108,7 +110,7 @@ impl Sink<'_> {
             known.subtree = old.subtree;
         }
         if old.kind == NodeKind::File && node.kind == NodeKind::File {
-            known.status = FileStatus::Changed;
+            known.status = EntryStatus::Changed;
         }
         let same_meta =
             old.kind == node.kind && old.ctime_ns == node.ctime_ns && old.inode == node.inode;
@@ -130,6 +132,13 @@ impl Sink<'_> {
         }
         node.xattrs = old.xattrs;
         known
+    }
+
+    /// The source found a backup path (for `/`, an entry of it) that is not excluded: it
+    /// will be stored. A backup that found none saves no snapshot unless asked to
+    /// ([`BackupOptions::allow_empty`](crate::BackupOptions::allow_empty)).
+    pub(crate) fn backup_path_found(&mut self) {
+        self.paths_found += 1;
     }
 
     fn emit(&self, ev: Event) -> bool {
@@ -160,13 +169,18 @@ impl Sink<'_> {
     }
 
     /// A regular file [`Known::content`] found unchanged: stored as the parent has it.
-    pub(crate) fn unchanged_file(&mut self, node: Node) -> bool {
+    pub(crate) fn unchanged_file(&mut self, path: &Path, node: Node) -> bool {
+        self.ctx.progress.event(&ProgressEvent::FileSaved {
+            path,
+            status: EntryStatus::Unchanged,
+            bytes: node.size,
+        });
         self.ctx.progress.event(&ProgressEvent::Advanced {
             phase: Phase::Backup,
             items: 1,
             bytes: node.size,
         });
-        self.emit(Event::Entry(node, Some(FileStatus::Unmodified)))
+        self.emit(Event::Entry(node, Some(EntryStatus::Unchanged)))
     }
 
     /// A regular file to read: a reader thread chunks `content` and the collector stores
@@ -183,6 +197,7 @@ impl Sink<'_> {
         let job = FileJob {
             ticket,
             path: path.to_path_buf(),
+            status: known.status,
             content,
         };
         !self.stopped()

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crossbeam_channel::Receiver;
 
-use super::{Event, FileResult, FileStatus};
+use super::{EntryStatus, Event, FileResult};
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::snapshot::SnapshotSummary;
 use crate::format::tree::{Node, TreeEncoder};
@@ -83,7 +83,7 @@ impl Collector<'_, '_> {
                 }
                 Event::Entry(node, status) => {
                     match status {
-                        Some(FileStatus::Unmodified) => {
+                        Some(EntryStatus::Unchanged) => {
                             self.stats.files_unmodified += 1;
                             self.stats.bytes_total += node.size;
                         }
@@ -104,7 +104,7 @@ impl Collector<'_, '_> {
                             node.size = done.bytes;
                             self.stats.bytes_total += done.bytes;
                             match status {
-                                FileStatus::New => self.stats.files_new += 1,
+                                EntryStatus::New => self.stats.files_new += 1,
                                 _ => self.stats.files_changed += 1,
                             }
                             stack

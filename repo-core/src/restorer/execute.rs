@@ -290,6 +290,7 @@ impl Restorer<'_, '_> {
         )
     }
 
+    /// One regular file is finished with: restored, kept or skipped.
     pub(super) fn item_done(&self) {
         self.ctx.progress.event(&ProgressEvent::Advanced {
             phase: Phase::Restore,
@@ -301,7 +302,9 @@ impl Restorer<'_, '_> {
     pub(super) fn run(&mut self) -> Result<()> {
         self.ctx.progress.event(&ProgressEvent::PhaseStarted {
             phase: Phase::Restore,
-            total_items: Some(self.plan.files + self.plan.dirs + self.plan.others),
+            // Items are regular files (restored, kept or skipped as damaged), as in the
+            // summary; directories and other entries show in neither count.
+            total_items: Some(self.plan.files),
             total_bytes: Some(self.plan.bytes),
         });
         let repo = self.repo;
@@ -501,7 +504,6 @@ impl Restorer<'_, '_> {
             }
             _ => {
                 self.special(&dir, &name, &meta)?;
-                self.item_done();
                 Ok(())
             }
         }
@@ -670,7 +672,6 @@ impl Restorer<'_, '_> {
     pub(super) fn finish_dirs(&mut self) {
         for (dir, meta) in std::mem::take(&mut self.batch.finished) {
             self.set_fd_metadata(&dir.fd, &meta, &self.target.join(&dir.path));
-            self.item_done();
         }
     }
 

@@ -472,12 +472,16 @@ impl Walker<'_, '_> {
         if node.kind == NodeKind::Dir && self.source.excluder.excluded_dir_path(path) {
             return true;
         }
+        if root_dev.is_none() || path.parent() == Some(Path::new("/")) {
+            // A backup path itself (or, when `/` is one, an entry of it): not excluded.
+            self.sink.backup_path_found();
+        }
         let known = self.sink.look_up(&mut node);
         match node.kind {
             NodeKind::Dir => self.dir(path, &name, &meta, node, &known, root_dev),
             NodeKind::File => {
                 if known.content() {
-                    return self.sink.unchanged_file(node);
+                    return self.sink.unchanged_file(path, node);
                 }
                 let Some((file, opened)) = self.open_file(path, &name, &meta) else {
                     return true;
