@@ -477,7 +477,9 @@ fn phase_label(phase: Phase) -> &'static str {
 
 fn bar_style() -> ProgressStyle {
     ProgressStyle::with_template(
-        "{prefix:>7} [{elapsed_precise}] [{bar:25}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta} {wide_msg}",
+        // Two lines, so the first fits 80 columns: the counts and the file being read go
+        // below, cut to the terminal's width.
+        "{prefix:>7} [{elapsed_precise}] [{bar:20}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}\n        {wide_msg}",
     )
     .expect("valid progress template")
     .progress_chars("=> ")
