@@ -171,6 +171,41 @@ impl FilterArgs {
     }
 }
 
+/// `--as-of TIME`, for the commands that pick snapshots (restore, ls, diff, find).
+#[derive(Debug, Clone, Default, Args)]
+pub struct AsOfArgs {
+    /// With `latest` (or, for find, the snapshots searched): the newest snapshot at or before
+    /// TIME: RFC 3339, "YYYY-MM-DD[ HH:MM[:SS]]" in local time, or relative (yesterday,
+    /// "2 days ago", -3h). A time to the second means the end of that second (likewise a
+    /// minute, a day), so a time copied from `snapshots` picks that snapshot.
+    #[arg(
+        long,
+        value_name = "TIME",
+        value_parser = crate::time::parse_until,
+        allow_hyphen_values = true
+    )]
+    pub as_of: Option<i64>,
+}
+
+impl AsOfArgs {
+    /// Adds the time to `filter`; a usage error when one of `specs` names a snapshot by id
+    /// (an id picks its snapshot whatever the time).
+    pub fn apply(&self, specs: &[&str], filter: &mut SnapshotFilter) -> Result<()> {
+        let Some(t) = self.as_of else {
+            return Ok(());
+        };
+        if let Some(id) = specs.iter().find(|s| **s != "latest") {
+            return Err(Failure::Usage(format!(
+                "--as-of picks among snapshots: use it with `latest`, not the snapshot id {}",
+                crate::output::escape(id)
+            ))
+            .into());
+        }
+        filter.as_of_ns = Some(t);
+        Ok(())
+    }
+}
+
 /// Schemes of remote repository locations (restic's, and the ones Cairn will have).
 const REMOTE_SCHEMES: &[&str] = &[
     "s3", "sftp", "rest", "b2", "azure", "gs", "swift", "rclone", "http", "https", "ssh",

@@ -3,7 +3,9 @@
 //!
 //! Accepted input: `YYYY-MM-DD`, `YYYY-MM-DD HH:MM`, `YYYY-MM-DD HH:MM:SS[.fraction]` (a `T`
 //! may replace the space), optionally followed by `Z` or an offset `+HH:MM` / `-HH:MM`. Without
-//! a zone the time is local. Local time comes from the C library (`localtime_r`, `mktime`),
+//! a zone the time is local. Relative times: `now`, `today` and `yesterday` (local days), `N
+//! UNIT ago` and `-NUNIT` (`2 days ago`, `-3h`, `-90min`; units s, m/min, h, d, w and their
+//! long names). Local time comes from the C library (`localtime_r`, `mktime`),
 //! the only `unsafe` in this crate.
 
 use anyhow::{bail, Result};
@@ -70,9 +72,12 @@ fn parse_period(input: &str) -> Result<(i64, i64)> {
     let s = input.trim();
     let bad = || {
         anyhow::anyhow!(
-            "invalid time {input:?}: use RFC 3339 (2024-05-01T12:00:00Z) or \"YYYY-MM-DD[ HH:MM[:SS]]\" (local time)"
+            "invalid time {input:?}: use RFC 3339 (2024-05-01T12:00:00Z), \"YYYY-MM-DD[ HH:MM[:SS]]\" (local time), or a relative time (yesterday, \"2 days ago\", -3h)"
         )
     };
+    if let Some(period) = relative_period(s, now_ns()) {
+        return period.ok_or_else(bad);
+    }
     let mut p = Cursor {
         s: s.as_bytes(),
         i: 0,
@@ -156,6 +161,72 @@ fn parse_period(input: &str) -> Result<(i64, i64)> {
         .and_then(|n| n.checked_add(nanos))
         .ok_or_else(|| anyhow::anyhow!("invalid time {input:?}: out of range"))?;
     Ok((start, period))
+}
+
+/// The time now, ns since the epoch.
+fn now_ns() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// A relative time (`now`, `today`, `yesterday`, `N UNIT ago`, `-NUNIT`) as the period it
+/// names, taking `now` as the present: None when `s` is not written as one, Some(None) when
+/// it is but does not work out (an unknown unit, out of range).
+fn relative_period(s: &str, now: i64) -> Option<Option<(i64, i64)>> {
+    let lower = s.to_ascii_lowercase();
+    let day = 86_400 * NS_PER_SEC;
+    let local_day = |back: i64| -> Option<(i64, i64)> {
+        let tm = local_tm(now.div_euclid(NS_PER_SEC))?;
+        let (y, m, d) = (
+            i64::from(tm.tm_year) + 1900,
+            i64::from(tm.tm_mon) + 1,
+            i64::from(tm.tm_mday),
+        );
+        // Back by whole days through the civil calendar, so a change to or from summer
+        // time in between does not shift the day.
+        let (y, m, d) = civil_from_days(days_from_civil(y, m, d) - back);
+        let start = local_mktime(y, m, d, 0, 0, 0)?.checked_mul(NS_PER_SEC)?;
+        let (y2, m2, d2) = civil_from_days(days_from_civil(y, m, d) + 1);
+        let end = local_mktime(y2, m2, d2, 0, 0, 0)?.checked_mul(NS_PER_SEC)?;
+        Some((start, (end - start).max(1)))
+    };
+    match lower.as_str() {
+        "now" => return Some(Some((now, 1))),
+        "today" => return Some(local_day(0)),
+        "yesterday" => return Some(local_day(1)),
+        _ => {}
+    }
+    let (amount, unit) = if let Some(rest) = lower.strip_prefix('-') {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        (&rest[..digits], rest[digits..].trim())
+    } else if let Some(rest) = lower.strip_suffix("ago") {
+        let rest = rest.trim_end();
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Some(None);
+        }
+        (&rest[..digits], rest[digits..].trim())
+    } else {
+        return None;
+    };
+    let unit_ns = match unit {
+        "s" | "sec" | "secs" | "second" | "seconds" => NS_PER_SEC,
+        "m" | "min" | "mins" | "minute" | "minutes" => 60 * NS_PER_SEC,
+        "h" | "hr" | "hrs" | "hour" | "hours" => 3600 * NS_PER_SEC,
+        "d" | "day" | "days" => day,
+        "w" | "week" | "weeks" => 7 * day,
+        _ => return Some(None),
+    };
+    let back = amount
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit_ns));
+    Some(back.and_then(|b| now.checked_sub(b)).map(|t| (t, 1)))
 }
 
 struct Cursor<'a> {
@@ -249,6 +320,33 @@ fn local_mktime(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> Option<i64>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_times_count_back_from_now() {
+        let now = parse("2026-11-15T12:34:56Z").unwrap();
+        let at = |s: &str| relative_period(s, now).unwrap().unwrap();
+        assert_eq!(at("now"), (now, 1));
+        assert_eq!(at("-3h"), (now - 3 * 3600 * NS_PER_SEC, 1));
+        assert_eq!(at("-90min"), (now - 90 * 60 * NS_PER_SEC, 1));
+        assert_eq!(at("2 days ago"), (now - 2 * 86_400 * NS_PER_SEC, 1));
+        assert_eq!(at("1 Week Ago"), (now - 7 * 86_400 * NS_PER_SEC, 1));
+        assert_eq!(at("10s ago"), (now - 10 * NS_PER_SEC, 1));
+        // Local days: yesterday ends where today begins, and today holds now.
+        let (today, today_len) = at("today");
+        let (yesterday, yesterday_len) = at("yesterday");
+        assert!(today <= now && now < today + today_len);
+        assert_eq!(yesterday + yesterday_len, today);
+        assert!((23..=25).contains(&(yesterday_len / (3600 * NS_PER_SEC))));
+        // Written as relative times but wrong: errors, not absolute times.
+        assert_eq!(relative_period("5 parsecs ago", now), Some(None));
+        assert_eq!(relative_period("ago", now), Some(None));
+        assert_eq!(relative_period("-3 fortnights", now), Some(None));
+        // Not relative at all: left to the absolute parser.
+        assert_eq!(relative_period("2026-11-01", now), None);
+        assert!(parse("-x").is_err());
+        assert!(parse("3 days ago").unwrap() < parse("now").unwrap());
+        assert!(parse_until("yesterday").unwrap() < parse("today").unwrap());
+    }
 
     #[test]
     fn as_of_times_mean_the_end_of_the_period_given() {

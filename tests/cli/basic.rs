@@ -662,3 +662,72 @@ fn remote_repository_locations_are_refused_not_made_local_folders() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(cwd.join("s3:here/config").exists());
 }
+
+/// `--as-of` works wherever a command picks snapshots (ls, diff, find, as restore), takes
+/// relative times, and is refused next to a snapshot id.
+#[test]
+fn as_of_picks_snapshots_in_ls_diff_and_find_with_relative_times() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    env.init();
+    fs::write(src.join("old.txt"), b"old").unwrap();
+    // Ten days ago, then now.
+    let _ = env.ok(&["backup", arg(&src), "--time", "-10d"]);
+    fs::write(src.join("new.txt"), b"new").unwrap();
+    let _ = env.ok(&["backup", arg(&src)]);
+    let snaps = env.snapshots();
+    assert_eq!(snaps.len(), 2);
+
+    let names = |out: &std::process::Output| -> Vec<String> {
+        json_lines(&out.stdout)
+            .iter()
+            .filter(|v| v["message_type"] == "node")
+            .filter_map(|v| v["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    let base = arg(&src);
+    let then = env.ok(&["ls", "latest", base, "--json", "--as-of", "1 week ago"]);
+    assert!(
+        names(&then).contains(&"old.txt".to_string()),
+        "{:?}",
+        names(&then)
+    );
+    assert!(
+        !names(&then).contains(&"new.txt".to_string()),
+        "{:?}",
+        names(&then)
+    );
+    let now = env.ok(&["ls", "latest", base, "--json"]);
+    assert!(names(&now).contains(&"new.txt".to_string()));
+
+    // diff: SNAP1 as of a week ago, SNAP2 the newest.
+    let out = env.ok(&["diff", "latest", "latest", "--as-of", "-7d", "--json"]);
+    let report = text(&out.stdout);
+    assert!(report.contains("new.txt"), "{report}");
+    assert!(!report.contains("old.txt"), "{report}");
+
+    // find: only the snapshots at or before the time are searched.
+    let out = env.ok(&["find", "*.txt", "--json", "--as-of", "yesterday"]);
+    let groups: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    let found = groups[0]["matches"].to_string();
+    assert!(
+        found.contains("old.txt") && !found.contains("new.txt"),
+        "{found}"
+    );
+
+    // An id picks its snapshot whatever the time: the two do not go together.
+    let id = snaps[0]["id"].as_str().unwrap();
+    let out = env.run(&["ls", id, "--as-of", "yesterday"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(one_error_line(&out.stderr).contains("--as-of"));
+    // A relative time that does not work out is one clear line.
+    let out = env.run(&["ls", "latest", "--as-of", "3 parsecs ago"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("relative time"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -71,8 +71,9 @@ pub struct BackupArgs {
     /// zstd level for this backup [default: the repository's].
     #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
     pub compression: Option<i32>,
-    /// Record this time instead of now (RFC 3339 or "YYYY-MM-DD HH:MM:SS" local), for imports.
-    #[arg(long, value_name = "TIME", value_parser = time::parse)]
+    /// Record this time instead of now (RFC 3339, "YYYY-MM-DD HH:MM:SS" local, or relative:
+    /// "2 days ago", -3h), for imports.
+    #[arg(long, value_name = "TIME", value_parser = time::parse, allow_hyphen_values = true)]
     pub time: Option<i64>,
 }
 

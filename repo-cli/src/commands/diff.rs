@@ -12,9 +12,9 @@ use clap::Args;
 use repo_core::{DiffKind, SnapshotFilter};
 use serde_json::json;
 
-use super::App;
+use super::{App, AsOfArgs};
 use crate::progress::CliProgress;
-use crate::{output, EXIT_OK};
+use crate::{output, Failure, EXIT_OK};
 
 /// Flags of `cairn diff`.
 #[derive(Debug, Args)]
@@ -25,6 +25,18 @@ pub struct DiffArgs {
     /// The newer snapshot.
     #[arg(value_name = "SNAP2")]
     pub second: String,
+    /// With `latest` as SNAP1, SNAP2 or both: each picks the newest snapshot at or before its
+    /// time (`--as-of` once for SNAP1, twice for SNAP1 then SNAP2, e.g. `cairn diff latest
+    /// latest --as-of yesterday --as-of now`).
+    #[arg(
+        long = "as-of",
+        value_name = "TIME",
+        value_parser = crate::time::parse_until,
+        allow_hyphen_values = true,
+        num_args = 1,
+        action = clap::ArgAction::Append
+    )]
+    pub as_of: Vec<i64>,
 }
 
 /// Runs `cairn diff`.
@@ -32,9 +44,20 @@ pub fn run(app: &App, args: &DiffArgs) -> Result<u8> {
     let progress = CliProgress::new(&app.global, false);
     let repo = app.open_indexed(&progress)?;
     let ctx = app.ctx(&progress);
-    let all = SnapshotFilter::default();
-    let a = repo.find_snapshot(&ctx, &args.first, &all)?;
-    let b = repo.find_snapshot(&ctx, &args.second, &all)?;
+    if args.as_of.len() > 2 {
+        return Err(
+            Failure::Usage("--as-of is given at most twice: for SNAP1, then SNAP2".into()).into(),
+        );
+    }
+    let pick = |spec: &str, as_of: Option<i64>| {
+        let mut filter = SnapshotFilter::default();
+        AsOfArgs { as_of }.apply(&[spec], &mut filter)?;
+        anyhow::Ok(repo.find_snapshot(&ctx, spec, &filter)?)
+    };
+    // One time applies to SNAP1 and, when SNAP2 is also `latest`, is not reused for it: the
+    // newest snapshot now is what SNAP2 = `latest` means.
+    let a = pick(&args.first, args.as_of.first().copied())?;
+    let b = pick(&args.second, args.as_of.get(1).copied())?;
     let changes = repo.diff(&ctx, &a, &b)?;
     let count = |k: DiffKind| changes.iter().filter(|c| c.kind == k).count();
     if app.global.json {

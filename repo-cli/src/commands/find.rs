@@ -9,7 +9,7 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::{select_snapshots, App, FilterArgs};
+use super::{select_snapshots, App, AsOfArgs, FilterArgs};
 use crate::progress::CliProgress;
 use crate::{output, time, EXIT_OK};
 
@@ -25,11 +25,15 @@ pub struct FindArgs {
     pub snapshots: Vec<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
+    #[command(flatten)]
+    pub as_of: AsOfArgs,
 }
 
 /// Runs `cairn find`.
 pub fn run(app: &App, args: &FindArgs) -> Result<u8> {
-    let filter = args.filter.to_filter()?;
+    let mut filter = args.filter.to_filter()?;
+    let specs: Vec<&str> = args.snapshots.iter().map(String::as_str).collect();
+    args.as_of.apply(&specs, &mut filter)?;
     let progress = CliProgress::new(&app.global, false);
     let repo = app.open_indexed(&progress)?;
     let ctx = app.ctx(&progress);

@@ -13,7 +13,7 @@ use clap::{ArgAction, Args};
 use repo_core::{Node, NodeKind};
 use serde_json::{json, Value};
 
-use super::{App, FilterArgs};
+use super::{App, AsOfArgs, FilterArgs};
 use crate::progress::CliProgress;
 use crate::{output, time, EXIT_OK};
 
@@ -42,11 +42,14 @@ pub struct LsArgs {
     pub recursive: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
+    #[command(flatten)]
+    pub as_of: AsOfArgs,
 }
 
 /// Runs `cairn ls`.
 pub fn run(app: &App, args: &LsArgs) -> Result<u8> {
-    let filter = args.filter.to_filter()?;
+    let mut filter = args.filter.to_filter()?;
+    args.as_of.apply(&[&args.snapshot], &mut filter)?;
     let progress = CliProgress::new(&app.global, false);
     let repo = app.open_indexed(&progress)?;
     let ctx = app.ctx(&progress);

@@ -17,7 +17,7 @@ use repo_core::{
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::{App, FilterArgs};
+use super::{App, AsOfArgs, FilterArgs};
 use crate::progress::CliProgress;
 use crate::{output, time, Failure, EXIT_OK, EXIT_PARTIAL};
 
@@ -54,11 +54,8 @@ pub struct RestoreArgs {
     pub target: PathBuf,
     #[command(flatten)]
     pub filter: FilterArgs,
-    /// With `latest`: the newest snapshot at or before TIME (RFC 3339, or
-    /// "YYYY-MM-DD[ HH:MM[:SS]]" in local time). A time to the second means the end of that
-    /// second (likewise a minute, a day), so a time copied from `snapshots` picks that snapshot.
-    #[arg(long, value_name = "TIME", value_parser = time::parse_until)]
-    pub as_of: Option<i64>,
+    #[command(flatten)]
+    pub as_of: AsOfArgs,
     /// Restore only entries matching a pattern (paths inside the snapshot; the same patterns
     /// as backup --exclude, a trailing `/` matches directories only). Repeatable.
     #[arg(short = 'i', long = "include", value_name = "PATTERN")]
@@ -114,15 +111,7 @@ pub fn run(app: &App, args: &RestoreArgs) -> Result<u8> {
         None => (args.snapshot.as_str(), None),
     };
     let mut filter = args.filter.to_filter()?;
-    if let Some(t) = &args.as_of {
-        if spec != "latest" {
-            return Err(Failure::Usage(
-                "--as-of picks among snapshots: use it with `latest`, not a snapshot id".into(),
-            )
-            .into());
-        }
-        filter.as_of_ns = Some(*t);
-    }
+    args.as_of.apply(&[spec], &mut filter)?;
     let mut opts = RestoreOptions::default();
     opts.subpath = subpath;
     opts.includes.clone_from(&args.includes);
