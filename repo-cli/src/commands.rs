@@ -13,15 +13,15 @@ pub mod snapshots;
 pub mod stats;
 pub mod unlock;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use repo_core::{
-    Backend, CancelToken, Indexed, LocalBackend, OpCtx, OpenOptions, Opened, Repository, Snapshot,
-    SnapshotFilter,
+    Backend, CancelToken, Indexed, LocalBackend, Node, OpCtx, OpenOptions, Opened, Repository,
+    Snapshot, SnapshotFilter,
 };
 
 use repo_core::Progress;
@@ -204,6 +204,44 @@ impl AsOfArgs {
         filter.as_of_ns = Some(t);
         Ok(())
     }
+}
+
+/// A path given on the command line, inside `snap`: an absolute path as it is; a relative one
+/// against the current directory when the snapshot has it there (`cairn ls latest data/docs`
+/// from the directory that was backed up), else against the snapshot's root. Not found: an
+/// error that names the nearest path the snapshot has (raw: the error line is escaped where
+/// it is printed).
+pub fn path_in_snapshot(
+    repo: &Repository<Indexed>,
+    snap: &Snapshot,
+    given: &Path,
+) -> Result<(PathBuf, Node)> {
+    let root = &snap.meta.tree;
+    let mut tried = Vec::new();
+    if given.is_relative() {
+        if let Ok(cwd) = std::env::current_dir() {
+            tried.push(cwd.join(given));
+        }
+    }
+    tried.push(Path::new("/").join(given));
+    for path in &tried {
+        match repo.node_at(root, path) {
+            Ok(node) => return Ok((path.clone(), node)),
+            Err(e) if e.kind() == repo_core::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let nearest = repo.nearest_stored_path(root, &tried[0])?;
+    let looked = tried
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" or ");
+    anyhow::bail!(
+        "{looked}: not in snapshot {}; the nearest stored path is {}",
+        snap.id,
+        nearest.display()
+    )
 }
 
 /// Schemes of remote repository locations (restic's, and the ones Cairn will have).

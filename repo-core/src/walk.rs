@@ -88,6 +88,43 @@ impl Repository<Indexed> {
         Ok(node)
     }
 
+    /// The stored path nearest to `path` (absolute inside the snapshot), for a "not found"
+    /// message: its longest prefix that exists, then, if that is a directory, the entry of it
+    /// whose name is closest to the next component (at most a third of its letters off).
+    pub fn nearest_stored_path(&self, root: &BlobId, path: &Path) -> Result<PathBuf> {
+        let mut found = PathBuf::from("/");
+        let mut subtree = Some(*root);
+        for comp in path.components() {
+            let std::path::Component::Normal(name) = comp else {
+                continue;
+            };
+            let Some(id) = subtree else {
+                break;
+            };
+            let tree = self.read_tree(&id)?;
+            if let Some(node) = tree.find(name.as_bytes()) {
+                found.push(name);
+                subtree = (node.kind == NodeKind::Dir)
+                    .then_some(node.subtree)
+                    .flatten();
+                continue;
+            }
+            let want = name.as_bytes();
+            let close = tree
+                .nodes
+                .iter()
+                .filter(|n| n.name.len() <= 255)
+                .map(|n| (edit_distance(&n.name, want), n))
+                .filter(|(d, _)| *d <= want.len().div_ceil(3).max(1))
+                .min_by_key(|(d, n)| (*d, n.name.clone()));
+            if let Some((_, n)) = close {
+                found.push(std::ffi::OsStr::from_bytes(&n.name));
+            }
+            break;
+        }
+        Ok(found)
+    }
+
     /// Visits every node below the tree `start` (pre-order, names sorted), with paths under
     /// `base`. `visit` returns false to skip a directory's children.
     ///
@@ -165,5 +202,39 @@ impl Repository<Indexed> {
             pos += blob_len;
         }
         Ok(out)
+    }
+}
+
+/// Levenshtein distance of two byte strings (names up to 255 bytes: the caller bounds them).
+fn edit_distance(a: &[u8], b: &[u8]) -> usize {
+    let b = &b[..b.len().min(255)];
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == cb {
+                prev
+            } else {
+                1 + prev.min(row[j]).min(cur)
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::edit_distance;
+
+    #[test]
+    fn edit_distance_counts_insertions_deletions_and_substitutions() {
+        assert_eq!(edit_distance(b"docs", b"docs"), 0);
+        assert_eq!(edit_distance(b"docs", b"doc"), 1);
+        assert_eq!(edit_distance(b"docs", b"dogs"), 1);
+        assert_eq!(edit_distance(b"", b"abc"), 3);
+        assert_eq!(edit_distance(b"kitten", b"sitting"), 3);
     }
 }

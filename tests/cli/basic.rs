@@ -731,3 +731,49 @@ fn as_of_picks_snapshots_in_ls_diff_and_find_with_relative_times() {
         text(&out.stderr)
     );
 }
+
+/// A relative path in `ls` and `restore SNAP:PATH` means the path below the current directory
+/// when the snapshot has it there, else below the snapshot root; a path the snapshot does not
+/// have is one line that names the nearest one it does.
+#[test]
+fn relative_snapshot_paths_resolve_against_the_current_directory_first() {
+    let env = Env::new();
+    env.init();
+    let base = fs::canonicalize(env.path("")).unwrap().join("home");
+    fs::create_dir_all(base.join("data/docs")).unwrap();
+    fs::write(base.join("data/docs/notes.md"), b"notes").unwrap();
+    let _ = env.ok(&["backup", arg(&base.join("data"))]);
+
+    let in_dir = |args: &[&str]| env.cairn().args(args).current_dir(&base).output().unwrap();
+    let out = in_dir(&["ls", "latest", "data/docs", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let paths: Vec<String> = json_lines(&out.stdout)
+        .iter()
+        .filter(|v| v["message_type"] == "node")
+        .filter_map(|v| v["path"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        paths.contains(&base.join("data/docs/notes.md").display().to_string()),
+        "{paths:?}"
+    );
+
+    let target = env.path("target");
+    let out = in_dir(&["restore", "latest:data/docs", "--target", arg(&target)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(fs::read(target.join("notes.md")).unwrap(), b"notes");
+
+    // From elsewhere, the same words are a path below the snapshot root: not there.
+    let out = in_dir(&["ls", "latest", "data/dosc"]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = one_error_line(&out.stderr);
+    assert!(
+        line.contains(&format!(
+            "the nearest stored path is {}",
+            base.join("data/docs").display()
+        )),
+        "{line}"
+    );
+    // An absolute path is taken as it is.
+    let out = env.run(&["ls", "latest", arg(&base.join("data/docs/notes.md"))]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

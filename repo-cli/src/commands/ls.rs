@@ -13,7 +13,7 @@ use clap::{ArgAction, Args};
 use repo_core::{Node, NodeKind};
 use serde_json::{json, Value};
 
-use super::{App, AsOfArgs, FilterArgs};
+use super::{path_in_snapshot, App, AsOfArgs, FilterArgs};
 use crate::progress::CliProgress;
 use crate::{output, time, EXIT_OK};
 
@@ -54,13 +54,14 @@ pub fn run(app: &App, args: &LsArgs) -> Result<u8> {
     let repo = app.open_indexed(&progress)?;
     let ctx = app.ctx(&progress);
     let snap = repo.find_snapshot(&ctx, &args.snapshot, &filter)?;
-    let start = args.path.clone().unwrap_or_else(|| PathBuf::from("/"));
-    let start = if start.is_absolute() {
-        start
-    } else {
-        Path::new("/").join(start)
+    let (start, node) = match &args.path {
+        Some(p) => path_in_snapshot(&repo, &snap, p)?,
+        None => {
+            let root = PathBuf::from("/");
+            let node = repo.node_at(&snap.meta.tree, &root)?;
+            (root, node)
+        }
     };
-    let node = repo.node_at(&snap.meta.tree, &start)?;
     let mut out = std::io::stdout().lock();
     let json = app.global.json;
     let long = args.long;

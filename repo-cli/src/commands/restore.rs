@@ -17,7 +17,7 @@ use repo_core::{
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::{App, AsOfArgs, FilterArgs};
+use super::{path_in_snapshot, App, AsOfArgs, FilterArgs};
 use crate::progress::CliProgress;
 use crate::{output, time, Failure, EXIT_OK, EXIT_PARTIAL};
 
@@ -125,6 +125,9 @@ pub fn run(app: &App, args: &RestoreArgs) -> Result<u8> {
     let repo = app.open_indexed(&progress)?;
     let ctx = app.ctx(&progress);
     let snapshot = repo.find_snapshot(&ctx, spec, &filter)?;
+    if let Some(sub) = &opts.subpath {
+        opts.subpath = Some(path_in_snapshot(&repo, &snapshot, sub)?.0);
+    }
     let plan = repo.plan_restore(&ctx, &snapshot, &opts)?;
     if args.dry_run {
         progress.finish();
