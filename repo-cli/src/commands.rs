@@ -103,6 +103,7 @@ impl App {
     pub fn open(&self) -> Result<Repository<Opened>> {
         let path = self.repo_path()?;
         let local = LocalBackend::new(&path);
+        refuse_non_directory(&path)?;
         if !local.is_repository() {
             return Err(
                 Failure::NoRepository(format!("no repository at {}", path.display())).into(),
@@ -203,6 +204,18 @@ impl AsOfArgs {
         }
         filter.as_of_ns = Some(t);
         Ok(())
+    }
+}
+
+/// A repository location that exists but is not a directory (a file, a device) is no
+/// repository and cannot become one: say so, rather than "no repository here, run init".
+pub fn refuse_non_directory(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_dir() => anyhow::bail!(
+            "{} is a file, not a repository directory: point -r at the directory that holds the repository (or at a new path for `cairn init`)",
+            path.display()
+        ),
+        _ => Ok(()),
     }
 }
 

@@ -197,6 +197,29 @@ enum Command {
     Unlock(commands::unlock::UnlockArgs),
 }
 
+/// Parses `--compression`: a zstd level (-7..=22, 0 stores data uncompressed) or one of
+/// restic's names: `off` (0), `fastest` (1), `auto` (3, the default), `better` (9), `max` (19).
+pub fn parse_compression(s: &str) -> Result<i32, String> {
+    let level = match s.to_ascii_lowercase().as_str() {
+        "off" => 0,
+        "fastest" => 1,
+        "auto" => 3,
+        "better" => 9,
+        "max" => 19,
+        other => other.parse::<i32>().map_err(|_| {
+            format!(
+                "{s:?} is not a compression level: give -7..=22 or off, fastest, auto, better, max"
+            )
+        })?,
+    };
+    if !(-7..=22).contains(&level) {
+        return Err(format!(
+            "compression level {level} is outside -7..=22 (or give off, fastest, auto, better, max)"
+        ));
+    }
+    Ok(level)
+}
+
 /// Parses `--lock-wait`: a humantime duration of at most [`repo_core::MAX_LOCK_WAIT`]
 /// (longer ones overflow the clock; clap turns the error into a usage error, exit 2).
 fn parse_lock_wait(s: &str) -> Result<Duration, String> {
@@ -385,9 +408,13 @@ fn one_line(err: &anyhow::Error) -> String {
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    let pipe = Some(std::io::ErrorKind::BrokenPipe);
     err.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        e.downcast_ref::<std::io::Error>().map(std::io::Error::kind) == pipe
+            // JSON written straight to stdout fails as a serde_json error around the EPIPE.
+            || e.downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == pipe
     })
 }
 

@@ -339,6 +339,12 @@ pub fn snapshot_paths(snap: &Snapshot) -> String {
         .join(", ")
 }
 
+/// `n` and a noun for people: "1 file", "2 files"; `many` is the plural ("entries").
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n: u64 = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,7 +63,12 @@ pub fn select<'a>(
 ) -> Result<&'a Snapshot> {
     if spec == "latest" {
         return all.iter().rev().find(|s| filter.matches(s)).ok_or_else(|| {
-            Error::new(ErrorKind::NotFound, "no snapshot matches the given filters")
+            let message = if all.is_empty() {
+                "the repository has no snapshots yet"
+            } else {
+                "no snapshot matches the given filters"
+            };
+            Error::new(ErrorKind::NotFound, message)
         });
     }
     if spec.len() < 4 || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -72,16 +77,33 @@ pub fn select<'a>(
         )));
     }
     let spec = spec.to_ascii_lowercase();
-    let mut found = all.iter().filter(|s| s.id.to_hex().starts_with(&spec));
-    match (found.next(), found.next()) {
-        (Some(s), None) => Ok(s),
-        (None, _) => Err(Error::new(
+    let found: Vec<&Snapshot> = all
+        .iter()
+        .filter(|s| s.id.to_hex().starts_with(&spec))
+        .collect();
+    match found.as_slice() {
+        [s] => Ok(s),
+        [] => Err(Error::new(
             ErrorKind::NotFound,
             format!("no snapshot with id {spec}"),
         )),
-        (Some(_), Some(_)) => Err(Error::invalid(format!(
-            "snapshot id prefix {spec} is ambiguous; give more digits"
-        ))),
+        many => {
+            // Enough digits of each to tell them apart, and at most a few of them.
+            let shown: Vec<String> = many
+                .iter()
+                .take(5)
+                .map(|s| s.id.to_hex()[..(spec.len() + 4).min(64)].to_string())
+                .collect();
+            let more = if many.len() > 5 {
+                format!(" and {} more", many.len() - 5)
+            } else {
+                String::new()
+            };
+            Err(Error::invalid(format!(
+                "snapshot id prefix {spec} is ambiguous: it matches {}{more}; give more digits",
+                shown.join(", ")
+            )))
+        }
     }
 }
 
@@ -89,6 +111,41 @@ pub fn select<'a>(
 mod tests {
     use super::*;
     use crate::id::{BlobId, Id};
+
+    #[test]
+    fn latest_of_nothing_and_ambiguous_prefixes_say_what_is_there() {
+        let err = select(&[], "latest", &SnapshotFilter::default()).unwrap_err();
+        assert!(err.to_string().contains("no snapshots yet"), "{err}");
+        // Two snapshots whose ids share their first 4 hex digits.
+        let mut seen: std::collections::HashMap<String, Snapshot> = Default::default();
+        let (a, b) = (0..100_000)
+            .find_map(|i| {
+                let s = snap(&[&i.to_string()]);
+                let prefix = s.id.to_hex()[..4].to_string();
+                seen.insert(prefix, s.clone()).map(|other| (other, s))
+            })
+            .unwrap();
+        let prefix = a.id.to_hex()[..4].to_string();
+        let all = [a.clone(), b.clone()];
+        let err = select(&all, &prefix, &SnapshotFilter::default()).unwrap_err();
+        let msg = err.to_string();
+        for s in [&a, &b] {
+            assert!(msg.contains(&s.id.to_hex()[..8]), "{msg}");
+        }
+        let err = select(
+            &all,
+            "latest",
+            &SnapshotFilter {
+                hosts: vec!["elsewhere".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("matches the given filters"),
+            "{err}"
+        );
+    }
 
     fn snap(tags: &[&str]) -> Snapshot {
         Snapshot {

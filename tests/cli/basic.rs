@@ -777,3 +777,79 @@ fn relative_snapshot_paths_resolve_against_the_current_directory_first() {
     let out = env.run(&["ls", "latest", arg(&base.join("data/docs/notes.md"))]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+/// The messages restic users tripped over: each says what is wrong, with the right exit code.
+#[test]
+fn messages_name_what_is_wrong() {
+    let env = Env::new();
+    // A repository path that is a file: neither "no repository, run init" nor an init that
+    // then fails with "Not a directory".
+    let file = env.path("afile");
+    fs::write(&file, b"not a repository").unwrap();
+    for args in [vec!["snapshots"], vec!["init", "--insecure-kdf"]] {
+        let out = env
+            .cairn()
+            .args(&args)
+            .env("CAIRN_REPOSITORY", &file)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(one_error_line(&out.stderr).contains("is a file, not a repository directory"));
+    }
+    assert_eq!(fs::read(&file).unwrap(), b"not a repository");
+
+    // Compression: a word, a level out of range and a number that is not one are all usage
+    // errors (exit 2); restic's names work.
+    for bad in ["abc", "99", "-8"] {
+        let out = env.run(&["init", "--insecure-kdf", "--compression", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("off, fastest, auto, better, max"));
+    }
+    let _ = env.ok(&["init", "--insecure-kdf", "--compression", "max"]);
+    let config = env.ok(&["cat", "config"]);
+    assert!(text(&config.stdout).contains("\"compression_level\": 19"));
+
+    // An empty repository says so, instead of blaming filters nobody gave.
+    let out = env.run(&["ls", "latest"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_error_line(&out.stderr).contains("no snapshots yet"));
+
+    // One of a kind is singular.
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..3000 {
+        fs::write(src.join(format!("file-with-a-long-name-{i:05}")), b"x").unwrap();
+    }
+    let _ = env.ok(&["backup", arg(&src)]);
+    let out = env.ok(&["check"]);
+    assert!(
+        text(&out.stdout).starts_with("checked 1 snapshot, "),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // A reader that stops early (`| head`) ends the output quietly: exit 0, nothing on stderr.
+    let script = format!(
+        "{} ls latest {} | head -n 1 > /dev/null; echo \"${{PIPESTATUS[0]}}\"",
+        env!("CARGO_BIN_EXE_cairn"),
+        arg(&src)
+    );
+    let out = env.cairn();
+    let envs: Vec<(std::ffi::OsString, std::ffi::OsString)> = out
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_os_string(), v?.to_os_string())))
+        .collect();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .envs(envs)
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout).trim(), "0", "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "", "a closed pipe is no error");
+}

@@ -68,8 +68,14 @@ pub struct BackupArgs {
     /// Save a snapshot even when every backup path is excluded or missing (it is empty).
     #[arg(long)]
     pub allow_empty: bool,
-    /// zstd level for this backup [default: the repository's].
-    #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
+    /// Compression for this backup: a zstd level -7..=22, or off, fastest, auto, better, max
+    /// [default: the repository's].
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        allow_negative_numbers = true,
+        value_parser = crate::parse_compression
+    )]
     pub compression: Option<i32>,
     /// Record this time instead of now (RFC 3339, "YYYY-MM-DD HH:MM:SS" local, or relative:
     /// "2 days ago", -3h), for imports.

@@ -80,14 +80,17 @@ fn print_text(report: &CheckReport, repo: &Path, read_data: bool, quiet: bool) -
     if !quiet {
         writeln!(
             out,
-            "checked {} snapshots, {} trees, {} packs, {} blobs",
-            report.snapshots, report.trees, report.packs, report.blobs
+            "checked {}, {}, {}, {}",
+            output::count(report.snapshots, "snapshot", "snapshots"),
+            output::count(report.trees, "tree", "trees"),
+            output::count(report.packs, "pack", "packs"),
+            output::count(report.blobs, "blob", "blobs")
         )?;
         if read_data {
             writeln!(
                 out,
-                "read {} packs ({})",
-                report.packs_read,
+                "read {} ({})",
+                output::count(report.packs_read, "pack", "packs"),
                 output::size(report.bytes_read)
             )?;
         }

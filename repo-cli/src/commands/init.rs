@@ -15,12 +15,14 @@ use crate::{output, EXIT_OK};
 /// Flags of `cairn init`.
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// Default zstd compression level (0 stores data uncompressed; -7..=22).
+    /// Default compression: a zstd level -7..=22 (0 stores data uncompressed), or off,
+    /// fastest (1), auto (3), better (9), max (19).
     #[arg(
         long,
         value_name = "LEVEL",
-        default_value_t = 3,
-        allow_negative_numbers = true
+        default_value = "auto",
+        allow_negative_numbers = true,
+        value_parser = crate::parse_compression
     )]
     pub compression: i32,
     /// Target pack size in MiB (1..=512).
@@ -54,6 +56,7 @@ pub fn run(app: &App, args: &InitArgs) -> Result<u8> {
     if app.global.insecure_kdf {
         opts.kdf = KdfParams::insecure_fast();
     }
+    super::refuse_non_directory(&path)?;
     let secret = password::read(&app.global, Purpose::Create)?;
     let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(&path));
     let repo = Repository::init(backend, &secret, &opts)?;

@@ -168,8 +168,8 @@ pub fn run(app: &App, args: &RestoreArgs) -> Result<u8> {
     if !summary.not_restored.is_empty() {
         if !app.global.json {
             eprintln!(
-                "{} entries of the snapshot were not restored (see the warnings above)",
-                summary.not_restored.len()
+                "{} of the snapshot not restored (see the warnings above)",
+                output::count(summary.not_restored.len() as u64, "entry", "entries")
             );
         }
         return Ok(EXIT_PARTIAL);
@@ -236,12 +236,12 @@ fn print_plan(
         )?;
         writeln!(
             out,
-            "{} files ({}), {} dirs, {} others, read from {} packs",
-            plan.files,
+            "{} ({}), {}, {}, read from {}",
+            output::count(plan.files, "file", "files"),
             output::size(plan.bytes),
-            plan.dirs,
-            plan.others,
-            plan.packs
+            output::count(plan.dirs, "dir", "dirs"),
+            output::count(plan.others, "other", "others"),
+            output::count(plan.packs as u64, "pack", "packs")
         )?;
         let verbose = app.global.verbose > 0;
         repo.dry_run_restore(ctx, plan, &args.target, &mut |e| {
@@ -284,27 +284,27 @@ fn print_text(
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "restored snapshot {} into {}: {} files ({}), {} dirs, {} others in {}",
+        "restored snapshot {} into {}: {} ({}), {}, {} in {}",
         snapshot.id,
         output::escaped_path(&args.target),
-        summary.files_restored,
+        output::count(summary.files_restored, "file", "files"),
         output::size(summary.bytes_written),
-        summary.dirs,
-        summary.others,
+        output::count(summary.dirs, "dir", "dirs"),
+        output::count(summary.others, "other", "others"),
         output::seconds(seconds)
     )?;
     if summary.files_skipped > 0 {
         writeln!(
             out,
-            "{} existing files left alone (--overwrite)",
-            summary.files_skipped
+            "{} left alone (--overwrite)",
+            output::count(summary.files_skipped, "existing file", "existing files")
         )?;
     }
     if args.verify {
         writeln!(
             out,
-            "verified {} files: {}",
-            summary.files_verified,
+            "verified {}: {}",
+            output::count(summary.files_verified, "file", "files"),
             if summary.verify_failures.is_empty() {
                 "all match the snapshot".to_string()
             } else {
