@@ -18,3 +18,7 @@ export CAIRN_REPOSITORY="$work/repo" CAIRN_PASSWORD=demo-password
 "$cairn" restore "latest:$work/sample" --target "$work/restored" --verify
 diff -r "$work/sample" "$work/restored" && echo "demo: restored tree is identical to the source"
 "$cairn" check --read-data
+# Man pages and shell completions, generated from the same definitions as the parser.
+"$cairn" generate --man target/man
+"$cairn" completion bash > target/cairn.bash
+echo "demo: man pages in target/man (man -l target/man/cairn.1); bash completion: source target/cairn.bash"

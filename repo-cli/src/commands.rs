@@ -8,6 +8,7 @@ pub mod diff;
 pub mod find;
 pub mod init;
 pub mod ls;
+pub mod meta;
 pub mod restore;
 pub mod snapshots;
 pub mod stats;

@@ -45,7 +45,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 /// Success.
 pub const EXIT_OK: u8 = 0;
@@ -195,6 +195,12 @@ enum Command {
     Find(commands::find::FindArgs),
     /// Remove stale locks (or all locks with --remove-all).
     Unlock(commands::unlock::UnlockArgs),
+    /// Print the version of cairn.
+    Version,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(commands::meta::CompletionArgs),
+    /// Write man pages (`--man DIR`).
+    Generate(commands::meta::GenerateArgs),
 }
 
 /// Parses `--compression`: a zstd level (-7..=22, 0 stores data uncompressed) or one of
@@ -269,6 +275,9 @@ impl Command {
             Self::Diff(_) => "diff",
             Self::Find(_) => "find",
             Self::Unlock(_) => "unlock",
+            Self::Version => "version",
+            Self::Completion(_) => "completion",
+            Self::Generate(_) => "generate",
         }
     }
 }
@@ -289,6 +298,9 @@ fn main() -> ExitCode {
         Command::Diff(a) => commands::diff::run(&app, &a),
         Command::Find(a) => commands::find::run(&app, &a),
         Command::Unlock(a) => commands::unlock::run(&app, &a),
+        Command::Version => commands::meta::version(&app),
+        Command::Completion(a) => commands::meta::completion(Cli::command(), &a),
+        Command::Generate(a) => commands::meta::generate(&app, Cli::command(), &a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

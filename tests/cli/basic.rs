@@ -853,3 +853,42 @@ fn messages_name_what_is_wrong() {
     assert_eq!(text(&out.stdout).trim(), "0", "{}", text(&out.stderr));
     assert_eq!(text(&out.stderr), "", "a closed pipe is no error");
 }
+
+/// `version`, `--version`, shell completions and man pages, all without a repository, the
+/// last two from the parser's own definitions.
+#[test]
+fn version_completions_and_man_pages() {
+    let env = Env::new();
+    let version = format!("cairn {}", env!("CARGO_PKG_VERSION"));
+    for args in [vec!["version"], vec!["--version"]] {
+        let out = env.ok(&args);
+        assert_eq!(text(&out.stdout).trim(), version, "{args:?}");
+    }
+    let out = env.ok(&["version", "--json"]);
+    assert_eq!(json_lines(&out.stdout)[0]["version"], env!("CARGO_PKG_VERSION"));
+
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef cairn"),
+        ("fish", "complete -c cairn"),
+        ("elvish", "edit:completion"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let script = text(&env.ok(&["completion", shell]).stdout);
+        assert!(script.contains(marker), "{shell}: {script:.200}");
+        for word in ["backup", "restore", "--exclude", "--as-of"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let out = env.run(&["completion", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let man = env.path("man");
+    let _ = env.ok(&["generate", "--man", arg(&man)]);
+    let page = fs::read_to_string(man.join("cairn-backup.1")).unwrap();
+    assert!(page.contains(".TH cairn-backup"), "{page:.300}");
+    assert!(page.contains("allow\\-empty"), "{page:.300}");
+    assert!(fs::read_to_string(man.join("cairn.1")).unwrap().contains("restore"));
+    let pages = fs::read_dir(&man).unwrap().count();
+    assert!(pages >= 14, "one page per command and one for cairn: {pages}");
+}
