@@ -865,7 +865,10 @@ fn version_completions_and_man_pages() {
         assert_eq!(text(&out.stdout).trim(), version, "{args:?}");
     }
     let out = env.ok(&["version", "--json"]);
-    assert_eq!(json_lines(&out.stdout)[0]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        json_lines(&out.stdout)[0]["version"],
+        env!("CARGO_PKG_VERSION")
+    );
 
     for (shell, marker) in [
         ("bash", "complete -F"),
@@ -888,7 +891,116 @@ fn version_completions_and_man_pages() {
     let page = fs::read_to_string(man.join("cairn-backup.1")).unwrap();
     assert!(page.contains(".TH cairn-backup"), "{page:.300}");
     assert!(page.contains("allow\\-empty"), "{page:.300}");
-    assert!(fs::read_to_string(man.join("cairn.1")).unwrap().contains("restore"));
+    assert!(fs::read_to_string(man.join("cairn.1"))
+        .unwrap()
+        .contains("restore"));
     let pages = fs::read_dir(&man).unwrap().count();
-    assert!(pages >= 14, "one page per command and one for cairn: {pages}");
+    assert!(
+        pages >= 14,
+        "one page per command and one for cairn: {pages}"
+    );
+}
+
+/// `snapshots --latest N`, `--group-by` and `--compact`, and a table that fits the terminal.
+#[test]
+fn snapshots_latest_group_by_compact_and_terminal_width() {
+    let env = Env::new();
+    env.init();
+    let (one, two) = (env.path("one"), env.path("two"));
+    fs::create_dir_all(&one).unwrap();
+    fs::create_dir_all(&two).unwrap();
+    let mut day = 1;
+    let mut backup = |host: &str, path: &std::path::Path, tags: &str| {
+        let time = format!("2026-01-{day:02}T00:00:00Z");
+        day += 1;
+        let _ = env.ok(&[
+            "backup",
+            arg(path),
+            "--host",
+            host,
+            "--time",
+            &time,
+            "--tag",
+            tags,
+        ]);
+    };
+    backup("alpha", &one, "daily");
+    backup("alpha", &one, "daily");
+    backup("alpha", &one, "weekly");
+    backup("alpha", &two, "daily");
+    backup(
+        "a-very-long-host-name-that-does-not-fit.example.com",
+        &one,
+        "t1,t2,t3,t4,t5,t6,t7,t8,t9",
+    );
+    backup(
+        "a-very-long-host-name-that-does-not-fit.example.com",
+        &one,
+        "daily",
+    );
+
+    let list = |args: &[&str]| -> Vec<Value> {
+        let out = env.ok(&[&["snapshots", "--json"][..], args].concat());
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // One per host and path set, the newest of each.
+    let latest = list(&["--latest", "1"]);
+    assert_eq!(latest.len(), 3, "{latest:?}");
+    let days: Vec<&str> = latest.iter().map(|s| s["time"].as_str().unwrap()).collect();
+    assert_eq!(days.len(), 3);
+    assert!(
+        days.iter()
+            .all(|d| ["2026-01-03", "2026-01-04", "2026-01-06"]
+                .iter()
+                .any(|x| d.starts_with(x))),
+        "{days:?}"
+    );
+
+    let groups = list(&["--group-by", "host", "--latest", "2"]);
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    let alpha = groups
+        .iter()
+        .find(|g| g["group_key"]["hostname"] == "alpha")
+        .unwrap();
+    assert_eq!(alpha["snapshots"].as_array().unwrap().len(), 2);
+    assert!(
+        alpha["group_key"].get("paths").is_none(),
+        "only the fields grouped by"
+    );
+    let by_tags = list(&["--group-by", "host,tags"]);
+    assert_eq!(by_tags.len(), 4, "{by_tags:?}");
+
+    let compact = text(&env.ok(&["snapshots", "--compact"]).stdout);
+    assert!(
+        !compact.contains("Paths") && !compact.contains(arg(&one)),
+        "{compact}"
+    );
+    assert!(compact.contains("6 snapshots"), "{compact}");
+
+    // On a 70-column terminal the long host and tags are cut with an ellipsis.
+    let cmd = format!(
+        "stty rows 24 cols 70; {} snapshots",
+        env!("CARGO_BIN_EXE_cairn")
+    );
+    let mut script = std::process::Command::new("script");
+    let envs: Vec<(std::ffi::OsString, std::ffi::OsString)> = env
+        .cairn()
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_os_string(), v?.to_os_string())))
+        .collect();
+    let out = script
+        .args(["-qc", &cmd, "/dev/null"])
+        .envs(envs)
+        .output()
+        .unwrap();
+    let table = text(&out.stdout);
+    assert!(table.contains("…"), "{table}");
+    for line in table.lines().filter(|l| l.contains("2026-01-0")) {
+        let first_path = line.trim_end_matches('\r');
+        assert!(first_path.chars().count() <= 70 + arg(&one).len(), "{line}");
+    }
+    assert!(
+        !table.contains("a-very-long-host-name-that-does-not-fit.example.com"),
+        "{table}"
+    );
 }
