@@ -270,3 +270,50 @@ fn a_backup_of_nothing_is_refused_unless_allow_empty() {
     let _ = env.ok(&["backup", arg(&empty)]);
     assert_eq!(env.snapshots().len(), 2);
 }
+
+/// On a terminal the bar moves: it shows bytes of the scanned total, the files done of the
+/// total and the file being read, and is cleared before the summary.
+#[test]
+fn backup_bar_on_a_terminal_counts_and_names_the_file_being_read() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..16u64 {
+        fs::write(src.join(format!("f{i:02}.bin")), noise(8 << 20, i + 1)).unwrap();
+    }
+    let cmd = format!(
+        "stty rows 24 cols 200; {} backup {}",
+        env!("CARGO_BIN_EXE_cairn"),
+        arg(&src)
+    );
+    let envs: Vec<(std::ffi::OsString, std::ffi::OsString)> = env
+        .cairn()
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_os_string(), v?.to_os_string())))
+        .collect();
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .envs(envs)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let screen = text(&out.stdout);
+    assert!(
+        screen.contains("/128.00 MiB"),
+        "the scanned total: {screen:.2000}"
+    );
+    assert!(
+        screen.contains("/16 files"),
+        "files of the total: {screen:.2000}"
+    );
+    assert!(
+        screen.contains(&format!("{}/f", arg(&src))),
+        "the file being read: {screen:.2000}"
+    );
+    let summary_at = screen.find("Files:").expect("the summary");
+    assert!(
+        screen[summary_at..].lines().all(|l| !l.contains("MiB/s")),
+        "{screen}"
+    );
+}
