@@ -14,6 +14,7 @@ pub mod snapshots;
 pub mod stats;
 pub mod unlock;
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -68,8 +69,26 @@ impl App {
 
     /// The repository path from `-r` or `CAIRN_REPOSITORY`.
     pub fn repo_path(&self) -> Result<PathBuf> {
+        if let (None, Some(file)) = (&self.global.repo, &self.global.repository_file) {
+            let text = std::fs::read(file)
+                .with_context(|| format!("cannot read the repository file {}", file.display()))?;
+            let first = text.split(|&b| b == b'\n').next().unwrap_or_default();
+            let first = first.strip_suffix(b"\r").unwrap_or(first);
+            if first.is_empty() {
+                return Err(Failure::Usage(format!(
+                    "the repository file {} is empty: its first line is the repository location",
+                    file.display()
+                ))
+                .into());
+            }
+            let given = PathBuf::from(std::ffi::OsStr::from_bytes(first));
+            return local_location(&given).map_err(|m| Failure::Usage(m).into());
+        }
         let given = self.global.repo.as_deref().ok_or_else(|| {
-            Failure::Usage("no repository given: use -r PATH or set CAIRN_REPOSITORY".to_string())
+            Failure::Usage(
+                "no repository given: use -r PATH, --repository-file FILE or set CAIRN_REPOSITORY"
+                    .to_string(),
+            )
         })?;
         local_location(given).map_err(|m| Failure::Usage(m).into())
     }

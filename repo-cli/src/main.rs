@@ -112,6 +112,15 @@ pub struct GlobalArgs {
         value_name = "PATH"
     )]
     pub repo: Option<PathBuf>,
+    /// Read the repository location from the first line of FILE.
+    #[arg(
+        long,
+        env = "CAIRN_REPOSITORY_FILE",
+        global = true,
+        value_name = "FILE",
+        conflicts_with = "repo"
+    )]
+    pub repository_file: Option<PathBuf>,
     /// Read the password from the first line of FILE.
     #[arg(
         long,

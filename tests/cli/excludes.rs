@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::support::{arg, json_lines, summary, tree_paths, Env};
+use crate::support::{arg, json_lines, one_error_line, summary, text, tree_paths, Env};
 
 const CACHEDIR_TAG: &[u8] =
     b"Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag.\n";
@@ -252,4 +252,102 @@ fn trailing_slash_means_directories_only_in_every_command() {
     let err = crate::support::one_error_line(&out.stderr);
     assert!(err.contains("empty"), "{err}");
     assert_eq!(env.snapshots().len(), before);
+}
+
+/// `--exclude-larger-than` leaves out regular files above the size, whatever their name.
+#[test]
+fn exclude_larger_than_leaves_out_big_files() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("small"), vec![1u8; 1000]).unwrap();
+    fs::write(src.join("d/exact"), vec![2u8; 1024]).unwrap();
+    fs::write(src.join("d/big"), vec![3u8; 1025]).unwrap();
+    let out = env.ok(&["backup", arg(&src), "--exclude-larger-than", "1k", "--json"]);
+    assert_eq!(summary(&out)["files_new"], 2);
+    let listed = text(&env.ok(&["ls", "latest", arg(&src)]).stdout);
+    assert!(
+        listed.contains("exact") && listed.contains("small"),
+        "{listed}"
+    );
+    assert!(!listed.contains("big"), "{listed}");
+    let out = env.run(&["backup", arg(&src), "--exclude-larger-than", "lots"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+/// `--files-from` (lines, comments), `--files-from-verbatim` (exact lines) and
+/// `--files-from-raw` (NUL-separated, any bytes) add backup paths; `--repository-file` names
+/// the repository.
+#[test]
+fn files_from_lists_and_repository_file() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    for name in ["a", "b", " c", "d"] {
+        fs::create_dir_all(src.join(name)).unwrap();
+        fs::write(src.join(name).join("f"), name.as_bytes()).unwrap();
+    }
+    let odd = src.join(std::ffi::OsStr::from_bytes(b"e\nnew\xff"));
+    fs::create_dir_all(&odd).unwrap();
+    let list = env.path("list");
+    fs::write(
+        &list,
+        format!("# a comment\n\n  {}  \n", src.join("a").display()),
+    )
+    .unwrap();
+    let verbatim = env.path("verbatim");
+    fs::write(&verbatim, format!("{}\n", src.join(" c").display())).unwrap();
+    let raw = env.path("raw");
+    let mut bytes = src.join("d").as_os_str().as_bytes().to_vec();
+    bytes.push(0);
+    bytes.extend_from_slice(odd.as_os_str().as_bytes());
+    bytes.push(0);
+    fs::write(&raw, bytes).unwrap();
+    let repo_file = env.path("repo-location");
+    fs::write(&repo_file, format!("{}\n", env.repo.display())).unwrap();
+
+    let out = env
+        .cairn()
+        .env_remove("CAIRN_REPOSITORY")
+        .args([
+            "--repository-file",
+            arg(&repo_file),
+            "backup",
+            arg(&src.join("b")),
+            "--files-from",
+            arg(&list),
+            "--files-from-verbatim",
+            arg(&verbatim),
+            "--files-from-raw",
+            arg(&raw),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let snaps = env.snapshots();
+    let mut paths: Vec<String> = snaps[0]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap_or("").to_string())
+        .collect();
+    paths.sort();
+    let mut want: Vec<String> = ["a", "b", " c", "d"]
+        .iter()
+        .map(|n| src.join(n).display().to_string())
+        .collect();
+    want.sort();
+    for w in &want {
+        assert!(paths.contains(w), "{w} in {paths:?}");
+    }
+    assert_eq!(paths.len(), 5, "the odd name is the fifth: {paths:?}");
+
+    let empty = env.path("empty-list");
+    fs::write(&empty, "# nothing\n").unwrap();
+    let out = env.run(&["backup", "--files-from", arg(&empty)]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(one_error_line(&out.stderr).contains("no paths to back up"));
 }

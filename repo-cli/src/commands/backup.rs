@@ -24,8 +24,22 @@ pub struct BackupArgs {
     /// resolved and the snapshot records the resolved path (with /lib -> usr/lib,
     /// /lib/os-release is stored as /usr/lib/os-release); a path naming a symlink stores the
     /// symlink, unless it ends with a slash (/var/run/ backs up the directory it points to).
-    #[arg(value_name = "PATH", required = true)]
+    #[arg(
+        value_name = "PATH",
+        required_unless_present_any = ["files_from", "files_from_verbatim", "files_from_raw"]
+    )]
     pub paths: Vec<PathBuf>,
+    /// Also back up the paths listed in FILE, one per line; blank lines and lines starting
+    /// with `#` are ignored, and leading and trailing white space is dropped (`-` reads
+    /// standard input). Repeatable. Lines are paths, not patterns: nothing is expanded.
+    #[arg(long, value_name = "FILE")]
+    pub files_from: Vec<PathBuf>,
+    /// Like --files-from, but each non-empty line is a path exactly as written.
+    #[arg(long, value_name = "FILE")]
+    pub files_from_verbatim: Vec<PathBuf>,
+    /// Like --files-from, but paths are separated by NUL bytes (`find -print0`), any bytes.
+    #[arg(long, value_name = "FILE")]
+    pub files_from_raw: Vec<PathBuf>,
     /// Exclude entries matching a pattern (`*` within a name, `**` across directories;
     /// a leading `/` anchors it at the root, otherwise it matches at any depth; a trailing
     /// `/` matches directories only). Repeatable.
@@ -44,6 +58,10 @@ pub struct BackupArgs {
     /// Exclude directories holding a valid CACHEDIR.TAG.
     #[arg(long)]
     pub exclude_caches: bool,
+    /// Exclude regular files larger than SIZE (bytes, or with a suffix k, m, g, t: powers of
+    /// 1024, e.g. 500m).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub exclude_larger_than: Option<u64>,
     /// Stay on the file system of each backup path.
     #[arg(short = 'x', long)]
     pub one_file_system: bool,
@@ -83,6 +101,78 @@ pub struct BackupArgs {
     pub time: Option<i64>,
 }
 
+/// Parses a size: bytes, or a number with a suffix k, m, g or t (powers of 1024; a trailing
+/// `b`/`ib` is allowed: 10k, 10K, 10KiB).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let body = lower
+        .strip_suffix("ib")
+        .or_else(|| lower.strip_suffix('b'))
+        .unwrap_or(&lower);
+    let (digits, shift) = match body.char_indices().last() {
+        Some((i, 'k')) => (&body[..i], 10),
+        Some((i, 'm')) => (&body[..i], 20),
+        Some((i, 'g')) => (&body[..i], 30),
+        Some((i, 't')) => (&body[..i], 40),
+        _ => (body, 0),
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .ok_or_else(|| format!("{s:?} is not a size: give bytes or a number with k, m, g or t"))
+}
+
+/// The backup paths: those given, then those the `--files-from*` files list, in order.
+fn backup_paths(args: &BackupArgs) -> Result<Vec<PathBuf>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut paths = args.paths.clone();
+    let read = |file: &Path| -> Result<Vec<u8>> {
+        if file == Path::new("-") {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf)
+                .context("cannot read the list of paths from standard input")?;
+            Ok(buf)
+        } else {
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))
+        }
+    };
+    let as_path = |b: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(b));
+    for file in &args.files_from {
+        let bytes = read(file)?;
+        for line in bytes.split(|&b| b == b'\n') {
+            let line = line.trim_ascii();
+            if !line.is_empty() && !line.starts_with(b"#") {
+                paths.push(as_path(line));
+            }
+        }
+    }
+    for file in &args.files_from_verbatim {
+        let bytes = read(file)?;
+        let bytes = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+        for line in bytes.split(|&b| b == b'\n') {
+            if !line.is_empty() {
+                paths.push(as_path(line));
+            }
+        }
+    }
+    for file in &args.files_from_raw {
+        let bytes = read(file)?;
+        for name in bytes.split(|&b| b == 0) {
+            if !name.is_empty() {
+                paths.push(as_path(name));
+            }
+        }
+    }
+    if paths.is_empty() {
+        return Err(
+            Failure::Usage("no paths to back up: the --files-from lists are empty".into()).into(),
+        );
+    }
+    Ok(paths)
+}
+
 /// Reads exclude patterns from a file: one per line, `#` comments and blank lines ignored.
 fn read_exclude_file(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path)
@@ -103,6 +193,7 @@ pub fn run(app: &App, args: &BackupArgs) -> Result<u8> {
         )
         .into());
     }
+    let paths = backup_paths(args)?;
     let mut opts = BackupOptions::default();
     opts.excludes.clone_from(&args.excludes);
     for file in &args.exclude_files {
@@ -111,6 +202,7 @@ pub fn run(app: &App, args: &BackupArgs) -> Result<u8> {
     opts.iexcludes.clone_from(&args.iexcludes);
     opts.exclude_if_present.clone_from(&args.exclude_if_present);
     opts.exclude_caches = args.exclude_caches;
+    opts.exclude_larger_than = args.exclude_larger_than;
     opts.one_file_system = args.one_file_system;
     opts.tags = split_tags(&args.tags);
     opts.hostname.clone_from(&args.host);
@@ -132,7 +224,7 @@ pub fn run(app: &App, args: &BackupArgs) -> Result<u8> {
             .context("--parent")?;
         opts.parent = ParentSelection::Id(parent.id);
     }
-    let summary = repo.backup(&ctx, &args.paths, &opts)?;
+    let summary = repo.backup(&ctx, &paths, &opts)?;
     progress.finish();
     if app.global.json {
         print_json(&summary, args.dry_run)?;

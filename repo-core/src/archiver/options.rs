@@ -30,6 +30,8 @@ pub struct BackupOptions {
     pub exclude_if_present: Vec<String>,
     /// Exclude directories holding a valid `CACHEDIR.TAG`.
     pub exclude_caches: bool,
+    /// Exclude regular files larger than this many bytes.
+    pub exclude_larger_than: Option<u64>,
     /// Do not cross file-system boundaries below each backup path.
     pub one_file_system: bool,
     /// Tags for the snapshot.

@@ -469,7 +469,11 @@ impl Walker<'_, '_> {
         let Some((meta, mut node)) = self.stat(path, &name) else {
             return true;
         };
-        if node.kind == NodeKind::Dir && self.source.excluder.excluded_dir_path(path) {
+        if self
+            .source
+            .excluder
+            .excluded_after_stat(path, node.kind, node.size)
+        {
             return true;
         }
         if root_dev.is_none() || path.parent() == Some(Path::new("/")) {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::dirfd;
 use crate::archiver::BackupOptions;
 use crate::error::Result;
+use crate::format::tree::NodeKind;
 use crate::pattern::{Case, PatternSet};
 
 /// Compiled exclusion rules.
@@ -15,6 +16,7 @@ pub(super) struct Excluder {
     patterns: PatternSet,
     if_present: Vec<PathBuf>,
     caches: bool,
+    larger_than: Option<u64>,
 }
 
 pub(super) const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
@@ -31,6 +33,7 @@ impl Excluder {
             )?,
             if_present: opts.exclude_if_present.iter().map(PathBuf::from).collect(),
             caches: opts.exclude_caches,
+            larger_than: opts.exclude_larger_than,
         })
     }
 
@@ -40,10 +43,14 @@ impl Excluder {
         self.patterns.matches_any_kind(path)
     }
 
-    /// Whether a directories-only pattern (one written with a trailing `/`) excludes the
-    /// directory `path`: checked once the entry is known to be a directory.
-    pub(super) fn excluded_dir_path(&self, path: &Path) -> bool {
-        self.patterns.matches(path, true)
+    /// Whether the rules that need the entry's `lstat` exclude it: a directories-only pattern
+    /// (one written with a trailing `/`) a directory, the size limit a regular file.
+    pub(super) fn excluded_after_stat(&self, path: &Path, kind: NodeKind, size: u64) -> bool {
+        match kind {
+            NodeKind::Dir => self.patterns.matches(path, true),
+            NodeKind::File => self.larger_than.is_some_and(|limit| size > limit),
+            _ => false,
+        }
     }
 
     /// Whether the open directory `dir` carries a marker that excludes it. Markers are looked

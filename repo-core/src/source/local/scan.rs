@@ -126,7 +126,7 @@ impl ScanCounter<'_, '_> {
         let Some(meta) = dirs.top().and_then(|d| dirfd::lstat_at(d, name).ok()) else {
             return;
         };
-        if meta.kind == NodeKind::Dir && excluder.excluded_dir_path(&path) {
+        if excluder.excluded_after_stat(&path, meta.kind, meta.size) {
             return;
         }
         if meta.kind == NodeKind::File {
