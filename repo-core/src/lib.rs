@@ -111,5 +111,5 @@ pub use progress::{CancelToken, EntryStatus, NoProgress, OpCtx, Phase, Progress,
 pub use repository::{Indexed, InitOptions, OpenOptions, Opened, Repository, DEFAULT_PACK_SIZE};
 pub use restorer::{Overwrite, PlannedEntry, RestoreOptions, RestorePlan, RestoreSummary};
 pub use snapshot::{select as select_snapshot, Snapshot, SnapshotFilter};
-pub use stats::{DiffEntry, DiffKind, RepoStats};
+pub use stats::{DiffEntry, DiffKind, DiffReport, RepoStats};
 pub use walk::WalkEntry;

@@ -64,6 +64,21 @@ pub struct DiffEntry {
     pub path_bytes: Vec<u8>,
     /// What changed.
     pub kind: DiffKind,
+    /// The entry's kind: in the second snapshot, or in the first when it was removed.
+    #[serde(skip)]
+    pub node_kind: NodeKind,
+}
+
+/// The differences between two snapshots with what they add up to.
+#[derive(Debug, Clone, Default)]
+pub struct DiffReport {
+    /// Every difference, in path order.
+    pub entries: Vec<DiffEntry>,
+    /// Bytes of the data blobs the second snapshot's added and modified files hold that the
+    /// first snapshot's removed and modified files do not (content, before compression).
+    pub bytes_added: u64,
+    /// Bytes of the data blobs that removed and modified files held and no longer do.
+    pub bytes_removed: u64,
 }
 
 impl Repository<Indexed> {
@@ -120,7 +135,16 @@ impl Repository<Indexed> {
     /// Differences from snapshot `a` to snapshot `b`, in path order. Identical subtrees are
     /// skipped without being read.
     pub fn diff(&self, ctx: &OpCtx<'_>, a: &Snapshot, b: &Snapshot) -> Result<Vec<DiffEntry>> {
+        Ok(self.diff_report(ctx, a, b)?.entries)
+    }
+
+    /// [`Repository::diff`] with the bytes of content added and removed. Only the differing
+    /// entries are compared: a blob that moved from one of them into an unchanged file counts
+    /// as removed.
+    pub fn diff_report(&self, ctx: &OpCtx<'_>, a: &Snapshot, b: &Snapshot) -> Result<DiffReport> {
         let mut out = Vec::new();
+        let mut blobs_a: HashSet<BlobId> = HashSet::new();
+        let mut blobs_b: HashSet<BlobId> = HashSet::new();
         let mut stack: Vec<(Option<BlobId>, Option<BlobId>, PathBuf)> =
             vec![(Some(a.meta.tree), Some(b.meta.tree), PathBuf::from("/"))];
         while let Some((ta, tb, dir)) = stack.pop() {
@@ -177,10 +201,19 @@ impl Repository<Indexed> {
                     (None, None) => None,
                 };
                 if let Some(kind) = kind {
+                    if kind != DiffKind::Metadata {
+                        if let Some(x) = na.filter(|n| n.kind == NodeKind::File) {
+                            blobs_a.extend(x.content.iter().copied());
+                        }
+                        if let Some(y) = nb.filter(|n| n.kind == NodeKind::File) {
+                            blobs_b.extend(y.content.iter().copied());
+                        }
+                    }
                     let entry = DiffEntry {
                         path: path.to_string_lossy().into_owned(),
                         path_bytes: path.as_os_str().as_bytes().to_vec(),
                         kind,
+                        node_kind: nb.or(na).map_or(NodeKind::File, |n| n.kind),
                     };
                     out.push((path.clone(), entry));
                 }
@@ -194,7 +227,16 @@ impl Repository<Indexed> {
         // A directory's entries are found before those of its subdirectories: sort by the raw
         // path, component by component, which is pre-order with names in byte order.
         out.sort_by(|x, y| x.0.cmp(&y.0));
-        Ok(out.into_iter().map(|(_, entry)| entry).collect())
+        let bytes_of = |ids: &mut dyn Iterator<Item = &BlobId>| -> u64 {
+            ids.filter_map(|id| self.index().lookup(BlobType::Data, id))
+                .map(|loc| u64::from(loc.raw_len))
+                .sum()
+        };
+        Ok(DiffReport {
+            entries: out.into_iter().map(|(_, entry)| entry).collect(),
+            bytes_added: bytes_of(&mut blobs_b.difference(&blobs_a)),
+            bytes_removed: bytes_of(&mut blobs_a.difference(&blobs_b)),
+        })
     }
 
     /// Entries whose name or path matches one of `patterns` (the dialect of

@@ -1004,3 +1004,59 @@ fn snapshots_latest_group_by_compact_and_terminal_width() {
         "{table}"
     );
 }
+
+/// `diff` as restic prints it: the snapshots compared, one line per change, a legend and a
+/// summary of files, directories and others, and the content bytes added and removed.
+#[test]
+fn diff_prints_a_legend_and_a_summary() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("a"), crate::support::noise(100_000, 1)).unwrap();
+    fs::write(src.join("b"), crate::support::noise(50_000, 2)).unwrap();
+    let _ = env.ok(&["backup", arg(&src)]);
+    fs::remove_file(src.join("b")).unwrap();
+    fs::write(src.join("c"), crate::support::noise(30_000, 3)).unwrap();
+    fs::create_dir_all(src.join("e")).unwrap();
+    fs::write(src.join("e/f"), crate::support::noise(7_000, 4)).unwrap();
+    symlink("a", src.join("link")).unwrap();
+    let _ = env.ok(&["backup", arg(&src)]);
+    let snaps = env.snapshots();
+    let (one, two) = (
+        snaps[0]["id"].as_str().unwrap(),
+        snaps[1]["id"].as_str().unwrap(),
+    );
+
+    let out = text(&env.ok(&["diff", one, two]).stdout);
+    let s = arg(&src);
+    assert!(
+        out.starts_with(&format!("comparing snapshot {} (", &one[..8])),
+        "{out}"
+    );
+    for line in [
+        format!("- {s}/b"),
+        format!("+ {s}/c"),
+        format!("+ {s}/e"),
+        format!("+ {s}/e/f"),
+        format!("+ {s}/link"),
+        "+ added, - removed, M content or type changed, U metadata changed only".to_string(),
+        "Files:    2 new, 1 removed, 0 changed".to_string(),
+        "Dirs:     1 new, 0 removed".to_string(),
+        "Others:   1 new, 0 removed, 0 changed".to_string(),
+    ] {
+        assert!(
+            out.lines().any(|l| l == line),
+            "{line:?} missing in:\n{out}"
+        );
+    }
+    let json = json_lines(&env.ok(&["diff", one, two, "--json"]).stdout).remove(0);
+    assert_eq!(json["message_type"], "diff");
+    assert_eq!(json["bytes_added"], 37_000, "{json}");
+    assert_eq!(json["bytes_removed"], 50_000, "{json}");
+    assert_eq!(json["files"]["new"], 2, "{json}");
+    assert_eq!(json["dirs"]["new"], 1, "{json}");
+
+    let same = text(&env.ok(&["diff", two, two]).stdout);
+    assert!(same.contains("no differences"), "{same}");
+}

@@ -226,7 +226,7 @@ fn hostile_names_are_escaped_in_human_output_and_exact_in_json() {
             "diff --json lost {name:?}"
         );
     }
-    let diff = env.ok(&["diff", first, second]);
+    let diff = env.ok(&["diff", "-q", first, second]);
     assert_terminal_safe("diff", &diff.stdout);
     let diff = text(&diff.stdout);
     assert_eq!(diff.lines().count(), changes.len(), "{diff}");

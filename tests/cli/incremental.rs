@@ -23,9 +23,9 @@ fn backup_json(env: &Env, args: &[&str]) -> Value {
     summary(&env.ok(&[&["backup"][..], args, &["--json"]].concat()))
 }
 
-/// `diff` lines, as printed.
+/// `diff -q` lines: the changes alone, as printed.
 fn diff_lines(env: &Env, a: &str, b: &str) -> Vec<String> {
-    let out = env.ok(&["diff", a, b]);
+    let out = env.ok(&["diff", "-q", a, b]);
     text(&out.stdout).lines().map(str::to_string).collect()
 }
 

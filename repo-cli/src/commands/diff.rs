@@ -9,12 +9,12 @@ use std::io::Write;
 
 use anyhow::Result;
 use clap::Args;
-use repo_core::{DiffKind, SnapshotFilter};
+use repo_core::{DiffKind, NodeKind, SnapshotFilter};
 use serde_json::json;
 
 use super::{App, AsOfArgs};
 use crate::progress::CliProgress;
-use crate::{output, Failure, EXIT_OK};
+use crate::{output, time, Failure, EXIT_OK};
 
 /// Flags of `cairn diff`.
 #[derive(Debug, Args)]
@@ -58,22 +58,55 @@ pub fn run(app: &App, args: &DiffArgs) -> Result<u8> {
     // newest snapshot now is what SNAP2 = `latest` means.
     let a = pick(&args.first, args.as_of.first().copied())?;
     let b = pick(&args.second, args.as_of.get(1).copied())?;
-    let changes = repo.diff(&ctx, &a, &b)?;
+    let report = repo.diff_report(&ctx, &a, &b)?;
+    let changes = &report.entries;
     let count = |k: DiffKind| changes.iter().filter(|c| c.kind == k).count();
+    // (new, removed, changed) of files, directories and other entries.
+    let mut tally = [[0u64; 3]; 3];
+    for c in changes {
+        let row = match c.node_kind {
+            NodeKind::File => 0,
+            NodeKind::Dir => 1,
+            _ => 2,
+        };
+        let col = match c.kind {
+            DiffKind::Added => 0,
+            DiffKind::Removed => 1,
+            _ => 2,
+        };
+        tally[row][col] += 1;
+    }
     if app.global.json {
+        let sums = |row: [u64; 3]| json!({"new": row[0], "removed": row[1], "changed": row[2]});
         output::json_line(&json!({
+            "message_type": "diff",
             "snapshot_a": a.id.to_hex(),
             "snapshot_b": b.id.to_hex(),
             "added": count(DiffKind::Added),
             "removed": count(DiffKind::Removed),
             "modified": count(DiffKind::Modified),
             "metadata": count(DiffKind::Metadata),
+            "files": sums(tally[0]),
+            "dirs": sums(tally[1]),
+            "others": sums(tally[2]),
+            "bytes_added": report.bytes_added,
+            "bytes_removed": report.bytes_removed,
             "changes": changes.iter().map(output::diff_json).collect::<Vec<_>>(),
         }))?;
         return Ok(EXIT_OK);
     }
     let mut out = std::io::stdout().lock();
-    for c in &changes {
+    if !app.global.quiet {
+        writeln!(
+            out,
+            "comparing snapshot {} ({}) to snapshot {} ({}):\n",
+            a.id,
+            time::format_local(a.meta.time_ns),
+            b.id,
+            time::format_local(b.meta.time_ns)
+        )?;
+    }
+    for c in changes {
         let mark = match c.kind {
             DiffKind::Added => '+',
             DiffKind::Removed => '-',
@@ -82,5 +115,29 @@ pub fn run(app: &App, args: &DiffArgs) -> Result<u8> {
         };
         writeln!(out, "{mark} {}", output::escaped(&c.path_bytes))?;
     }
+    if app.global.quiet {
+        return Ok(EXIT_OK);
+    }
+    if changes.is_empty() {
+        writeln!(out, "no differences")?;
+    }
+    writeln!(
+        out,
+        "\n+ added, - removed, M content or type changed, U metadata changed only\n"
+    )?;
+    let [f, d, o] = tally;
+    writeln!(
+        out,
+        "Files:    {} new, {} removed, {} changed",
+        f[0], f[1], f[2]
+    )?;
+    writeln!(out, "Dirs:     {} new, {} removed", d[0], d[1])?;
+    writeln!(
+        out,
+        "Others:   {} new, {} removed, {} changed",
+        o[0], o[1], o[2]
+    )?;
+    writeln!(out, "Added:    {}", output::size(report.bytes_added))?;
+    writeln!(out, "Removed:  {}", output::size(report.bytes_removed))?;
     Ok(EXIT_OK)
 }
