@@ -254,6 +254,7 @@ pub fn diff_json(change: &DiffEntry) -> Value {
 pub fn snapshot_json(snap: &Snapshot) -> Value {
     let meta = &snap.meta;
     json!({
+        "message_type": "snapshot",
         "id": snap.id.to_hex(),
         "short_id": snap.id.to_string(),
         "time": time::format_rfc3339(meta.time_ns),

@@ -13,6 +13,7 @@ mod filekinds;
 mod hostile_names;
 mod hostile_repo;
 mod incremental;
+mod json_docs;
 mod progress;
 mod restore;
 mod scale;

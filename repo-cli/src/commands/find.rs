@@ -50,6 +50,7 @@ pub fn run(app: &App, args: &FindArgs) -> Result<u8> {
                     .collect();
                 (!matches.is_empty()).then(|| {
                     json!({
+                        "message_type": "find_result",
                         "snapshot": s.id.to_hex(),
                         "time": time::format_rfc3339(s.meta.time_ns),
                         "hostname": s.meta.hostname,

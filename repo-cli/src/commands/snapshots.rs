@@ -143,7 +143,7 @@ pub fn run(app: &App, args: &SnapshotsArgs) -> Result<u8> {
                 .iter()
                 .map(|(k, v)| {
                     let snaps: Vec<Value> = v.iter().map(output::snapshot_json).collect();
-                    json!({"group_key": k.json(), "snapshots": snaps})
+                    json!({"message_type": "snapshot_group", "group_key": k.json(), "snapshots": snaps})
                 })
                 .collect();
             output::json_line(&list)?;

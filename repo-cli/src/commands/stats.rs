@@ -29,7 +29,11 @@ pub fn run(app: &App, args: &StatsArgs) -> Result<u8> {
     let snaps = select_snapshots(&repo, &ctx, &args.snapshots, &filter)?;
     let stats = repo.stats(&ctx, &snaps)?;
     if app.global.json {
-        output::json_line(&stats)?;
+        let mut v = serde_json::to_value(&stats)?;
+        if let serde_json::Value::Object(m) = &mut v {
+            let _ = m.insert("message_type".into(), "stats".into());
+        }
+        output::json_line(&v)?;
         return Ok(EXIT_OK);
     }
     let mut out = std::io::stdout().lock();

@@ -30,7 +30,7 @@ pub fn run(app: &App, args: &UnlockArgs) -> Result<u8> {
     };
     let removed = repo.unlock(which)?;
     if app.global.json {
-        output::json_line(&json!({"removed": removed}))?;
+        output::json_line(&json!({"message_type": "unlocked", "removed": removed}))?;
     } else if !app.global.quiet {
         let what = if args.remove_all { "" } else { "stale " };
         writeln!(
