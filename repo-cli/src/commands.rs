@@ -143,6 +143,8 @@ impl App {
             None
         });
         opts.no_lock = self.global.no_lock;
+        opts.limit_upload = self.global.limit_upload.map(|k| k.saturating_mul(1024));
+        opts.limit_download = self.global.limit_download.map(|k| k.saturating_mul(1024));
         let repo = Repository::open(backend, &secret, &opts).map_err(|e| {
             if e.kind() == repo_core::ErrorKind::NoRepository {
                 anyhow::Error::new(Failure::NoRepository(e.to_string()))

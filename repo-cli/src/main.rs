@@ -166,6 +166,22 @@ pub struct GlobalArgs {
         conflicts_with = "quiet"
     )]
     pub verbose: u8,
+    /// Upload at most KIB KiB/s to the repository (all transfers together).
+    #[arg(
+        long,
+        global = true,
+        value_name = "KIB",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub limit_upload: Option<u64>,
+    /// Download at most KIB KiB/s from the repository.
+    #[arg(
+        long,
+        global = true,
+        value_name = "KIB",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub limit_download: Option<u64>,
     /// How long to wait for a conflicting lock, e.g. 30s or 5m (at most 36500 days).
     #[arg(
         long,

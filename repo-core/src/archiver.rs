@@ -94,12 +94,14 @@ impl Repository<Indexed> {
         if paths.is_empty() {
             return Err(Error::invalid("nothing to back up: give at least one path"));
         }
+        // Bad options fail before the source is opened.
         let _ = self.compression_level(opts)?;
         let source = LocalSource::new(paths, opts)?;
         self.backup_from(ctx, &source, opts)
     }
 
     fn compression_level(&self, opts: &BackupOptions) -> Result<i32> {
+        check_overrides(opts)?;
         let level = opts
             .compression_level
             .unwrap_or(self.config().compression_level);
@@ -180,7 +182,10 @@ impl Repository<Indexed> {
             abort: &abort,
             bytes_read: &bytes_read,
         };
-        let writer = PackWriter::new(self, &abort, level, opts.dry_run);
+        let mut writer = PackWriter::new(self, &abort, level, opts.dry_run);
+        if let Some(bytes) = opts.pack_size {
+            writer = writer.with_target(bytes as usize);
+        }
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         let chunker_params = ChunkerParams {
             min: self.config().chunk_min,
@@ -236,7 +241,7 @@ impl Repository<Indexed> {
             if let Err(e) = walker {
                 abort.fail(Error::internal(format!("cannot start the walker: {e}")));
             }
-            let readers = cores.max(2);
+            let readers = opts.read_concurrency.unwrap_or(cores.max(2));
             for _ in 0..readers {
                 let job_rx = job_rx.clone();
                 let res_tx = res_tx.clone();
@@ -335,6 +340,27 @@ impl Repository<Indexed> {
             skipped,
         })
     }
+}
+
+/// The per-backup overrides of the repository's defaults, checked before anything is read:
+/// the pack size within what the format allows (1 to 512 MiB, as at init), the number of
+/// reader threads from 1 to 256.
+fn check_overrides(opts: &BackupOptions) -> Result<()> {
+    if let Some(p) = opts.pack_size {
+        if !(1 << 20..=512 << 20).contains(&p) {
+            return Err(Error::invalid(format!(
+                "pack size {p} bytes is outside 1..=512 MiB"
+            )));
+        }
+    }
+    if let Some(n) = opts.read_concurrency {
+        if !(1..=256).contains(&n) {
+            return Err(Error::invalid(format!(
+                "read concurrency {n} is outside 1..=256"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

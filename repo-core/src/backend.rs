@@ -20,10 +20,12 @@
 //!   a range that does not lie within the object is a permanent [`crate::ErrorKind::Backend`]
 //!   error.
 
+mod limit;
 mod local;
 mod memory;
 mod retry;
 
+pub use limit::RateLimitedBackend;
 pub(crate) use local::open_regular;
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;

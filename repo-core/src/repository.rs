@@ -76,6 +76,10 @@ pub struct OpenOptions {
     /// permissions. Nothing then keeps a concurrent exclusive operation from deleting what they
     /// read. Backups still need a lock and refuse to run.
     pub no_lock: bool,
+    /// At most this many bytes per second written to the backend (all threads together).
+    pub limit_upload: Option<u64>,
+    /// At most this many bytes per second read from the backend.
+    pub limit_download: Option<u64>,
 }
 
 /// State marker: key and config loaded.
@@ -160,6 +164,18 @@ impl Repository<Opened> {
 
     /// Opens an existing repository with a password or raw master key.
     pub fn open(backend: Arc<dyn Backend>, secret: &Secret, opts: &OpenOptions) -> Result<Self> {
+        // The limits apply below the retries: a retried transfer counts again, as it costs
+        // the link again.
+        let backend: Arc<dyn Backend> =
+            if opts.limit_upload.is_some() || opts.limit_download.is_some() {
+                Arc::new(crate::backend::RateLimitedBackend::new(
+                    backend,
+                    opts.limit_upload,
+                    opts.limit_download,
+                ))
+            } else {
+                backend
+            };
         let backend: Arc<dyn Backend> = Arc::new(crate::backend::RetryBackend::new(backend));
         let config_bytes = match backend.read(FileType::Config, "config") {
             Ok(b) => b,

@@ -549,3 +549,80 @@ fn as_of_a_time_shown_to_the_second_picks_that_snapshot() {
     ]);
     assert_eq!(fs::read(target.join("v")).unwrap(), b"two\n");
 }
+
+/// `--limit-upload` and `--limit-download` (KiB/s) hold a backup's writes and a restore's
+/// reads to the rate: 1 MiB at 512 KiB/s takes well over a second each way (the bound is a
+/// lower one, so a slow machine cannot fail it), and the data arrives intact.
+#[test]
+fn upload_and_download_limits_hold_transfers_to_the_rate() {
+    let env = Env::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("data"), noise(1 << 20, 5)).unwrap();
+    let started = std::time::Instant::now();
+    let _ = env.ok(&["--limit-upload", "512", "backup", arg(&src)]);
+    let up = started.elapsed();
+    assert!(
+        up >= std::time::Duration::from_millis(1500),
+        "backup took {up:?}"
+    );
+
+    let target = env.path("target");
+    let spec = format!("latest:{}", arg(&src));
+    let started = std::time::Instant::now();
+    let _ = env.ok(&[
+        "--limit-download",
+        "512",
+        "--no-cache",
+        "restore",
+        &spec,
+        "--target",
+        arg(&target),
+    ]);
+    let down = started.elapsed();
+    assert!(
+        down >= std::time::Duration::from_millis(1500),
+        "restore took {down:?}"
+    );
+    assert_eq!(fs::read(target.join("data")).unwrap(), noise(1 << 20, 5));
+
+    let out = env.run(&["--limit-upload", "0", "snapshots"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+/// `backup --pack-size` sets this backup's pack size (the repository's stays the default), and
+/// `--read-concurrency` the files read at once; both are range-checked as usage errors.
+#[test]
+fn pack_size_and_read_concurrency_per_backup() {
+    let packs_after = |args: &[&str]| -> u64 {
+        let env = Env::new();
+        env.init();
+        let src = env.path("src");
+        fs::create_dir_all(&src).unwrap();
+        for i in 0..4u64 {
+            fs::write(src.join(format!("f{i}")), noise(1 << 20, i)).unwrap();
+        }
+        let _ = env.ok(&[&["backup", arg(&src)][..], args].concat());
+        let out = env.ok(&["check", "--json"]);
+        let report = crate::support::json_lines(&out.stdout).pop().unwrap();
+        report["packs"].as_u64().unwrap()
+    };
+    let default = packs_after(&[]);
+    let small = packs_after(&["--pack-size", "1", "--read-concurrency", "1"]);
+    assert!(
+        small >= default + 2,
+        "1 MiB packs: {small}, default: {default}"
+    );
+
+    let env = Env::new();
+    env.init();
+    for bad in [
+        ["--pack-size", "0"],
+        ["--pack-size", "513"],
+        ["--read-concurrency", "0"],
+    ] {
+        let out = env.run(&[&["backup", "/tmp"][..], &bad].concat());
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out.stderr));
+    }
+}

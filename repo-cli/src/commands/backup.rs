@@ -95,6 +95,13 @@ pub struct BackupArgs {
         value_parser = crate::parse_compression
     )]
     pub compression: Option<i32>,
+    /// Target pack size for this backup in MiB, 1..=512 [default: the repository's].
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=512))]
+    pub pack_size: Option<u64>,
+    /// Files read at once, 1..=256 [default: one per core, at least 2]; 1 or 2 suit a
+    /// spinning disk.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub read_concurrency: Option<u16>,
     /// Record this time instead of now (RFC 3339, "YYYY-MM-DD HH:MM:SS" local, or relative:
     /// "2 days ago", -3h), for imports.
     #[arg(long, value_name = "TIME", value_parser = time::parse, allow_hyphen_values = true)]
@@ -211,6 +218,8 @@ pub fn run(app: &App, args: &BackupArgs) -> Result<u8> {
     opts.dry_run = args.dry_run;
     opts.allow_empty = args.allow_empty;
     opts.compression_level = args.compression;
+    opts.pack_size = args.pack_size.map(|mib| mib << 20);
+    opts.read_concurrency = args.read_concurrency.map(usize::from);
     opts.time_ns = args.time;
     opts.lock_wait = app.global.lock_wait;
 

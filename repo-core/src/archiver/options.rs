@@ -48,6 +48,10 @@ pub struct BackupOptions {
     pub dry_run: bool,
     /// zstd level for this backup (default: the repository's).
     pub compression_level: Option<i32>,
+    /// Target pack size in bytes for this backup, 1 to 512 MiB (default: the repository's).
+    pub pack_size: Option<u64>,
+    /// Files read at once (default: one per core, at least 2), 1 to 256.
+    pub read_concurrency: Option<usize>,
     /// Snapshot time, ns since the epoch (default: now).
     pub time_ns: Option<i64>,
     /// Count files and bytes first, so progress can show an ETA.

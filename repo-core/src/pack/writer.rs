@@ -141,6 +141,13 @@ struct SealedPack {
 impl<'r> PackWriter<'r> {
     /// A writer that compresses at zstd `level`; on a dry run it seals and verifies everything
     /// but uploads and indexes nothing.
+    /// Packs of about `bytes` instead of the repository's configured size (a per-backup
+    /// choice: readers take packs of any size the format allows).
+    pub(crate) fn with_target(mut self, bytes: usize) -> Self {
+        self.target = bytes;
+        self
+    }
+
     pub(crate) fn new(
         repo: &'r Repository<Indexed>,
         abort: &'r Abort<'r>,
