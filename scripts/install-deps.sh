@@ -8,6 +8,8 @@ command -v setfattr >/dev/null 2>&1 || need+=(attr)
 command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
 # `script` gives the CLI tests a terminal (progress bar, table width).
 command -v script >/dev/null 2>&1 || need+=(bsdutils)
+# Time zones for `forget --tz` and its tests.
+[ -e /usr/share/zoneinfo/Asia/Tokyo ] || need+=(tzdata)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive

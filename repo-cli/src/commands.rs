@@ -6,6 +6,7 @@ pub mod cat;
 pub mod check;
 pub mod diff;
 pub mod find;
+pub mod forget;
 pub mod init;
 pub mod ls;
 pub mod meta;

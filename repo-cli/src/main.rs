@@ -220,6 +220,8 @@ enum Command {
     Find(commands::find::FindArgs),
     /// Remove stale locks (or all locks with --remove-all).
     Unlock(commands::unlock::UnlockArgs),
+    /// Remove snapshots by id or by a retention policy (--keep-daily 7 ...).
+    Forget(commands::forget::ForgetArgs),
     /// Print the version of cairn.
     Version,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -300,6 +302,7 @@ impl Command {
             Self::Diff(_) => "diff",
             Self::Find(_) => "find",
             Self::Unlock(_) => "unlock",
+            Self::Forget(_) => "forget",
             Self::Version => "version",
             Self::Completion(_) => "completion",
             Self::Generate(_) => "generate",
@@ -323,6 +326,7 @@ fn main() -> ExitCode {
         Command::Diff(a) => commands::diff::run(&app, &a),
         Command::Find(a) => commands::find::run(&app, &a),
         Command::Unlock(a) => commands::unlock::run(&app, &a),
+        Command::Forget(a) => commands::forget::run(&app, &a),
         Command::Version => commands::meta::version(&app),
         Command::Completion(a) => commands::meta::completion(Cli::command(), &a),
         Command::Generate(a) => commands::meta::generate(&app, Cli::command(), &a),

@@ -30,6 +30,44 @@ pub fn format_local(ns: i64) -> String {
     }
 }
 
+/// The local date and hour of `ns`, for retention buckets (UTC when local time is unknown).
+pub fn local_time(ns: i64) -> repo_core::LocalTime {
+    match local_tm(ns.div_euclid(NS_PER_SEC)) {
+        Some(tm) => repo_core::LocalTime {
+            year: tm.tm_year.saturating_add(1900),
+            month: u32::try_from(tm.tm_mon + 1).unwrap_or(1),
+            day: u32::try_from(tm.tm_mday).unwrap_or(1),
+            hour: u32::try_from(tm.tm_hour).unwrap_or(0),
+        },
+        None => repo_core::LocalTime::at_offset(ns, 0),
+    }
+}
+
+/// Makes `zone` (an IANA name such as `Europe/Berlin`, or `UTC`) the local time zone of this
+/// process, for `--tz`. Called before any thread starts.
+pub fn set_zone(zone: &str) -> Result<()> {
+    let known = zone == "UTC"
+        || (!zone.contains("..")
+            && !zone.starts_with('/')
+            && std::path::Path::new("/usr/share/zoneinfo")
+                .join(zone)
+                .is_file());
+    if !known {
+        bail!("unknown time zone {zone:?}: give an IANA name such as Europe/Berlin, or UTC");
+    }
+    std::env::set_var("TZ", if zone == "UTC" { "UTC0" } else { zone });
+    // SAFETY: tzset only rereads TZ into the C library's zone state; no other thread runs
+    // yet (this is called while the command line is handled), so nothing reads that state
+    // concurrently.
+    unsafe { tzset() };
+    Ok(())
+}
+
+extern "C" {
+    /// POSIX `tzset(3)` (the libc crate does not bind it): initialises the zone from `TZ`.
+    fn tzset();
+}
+
 /// RFC 3339 in UTC, with a fraction only when the time has one: `2024-05-01T12:00:00.5Z`.
 pub fn format_rfc3339(ns: i64) -> String {
     let secs = ns.div_euclid(NS_PER_SEC);

@@ -68,6 +68,7 @@ mod checker;
 mod chunker;
 mod crypto;
 mod error;
+mod forget;
 /// The on-disk format: every structure of `spec/`, its encoding and limits. Not a stable API:
 /// it changes with the format version. Public only for the golden vectors, the fuzz targets and
 /// the tests that build hostile objects.
@@ -89,6 +90,7 @@ mod pattern;
 mod progress;
 mod repository;
 mod restorer;
+mod retention;
 mod snapshot;
 mod source;
 mod stats;
@@ -100,6 +102,7 @@ pub use checker::{CheckOptions, CheckReport, Problem};
 pub use chunker::ChunkerParams;
 pub use crypto::{KdfParams, Secret};
 pub use error::{CorruptionKind, Error, ErrorKind, LockDetails, LockHolder, Result};
+pub use forget::{ForgetGroup, ForgetOptions, ForgetPlan, GroupBy, GroupKey};
 pub use format::config::Config;
 pub use format::snapshot::SnapshotSummary;
 pub use format::tree::{Node, NodeKind, Tree, Xattr};
@@ -110,6 +113,7 @@ pub use lock::{LockGuard, LockMode, Unlock, MAX_LOCK_WAIT};
 pub use progress::{CancelToken, EntryStatus, NoProgress, OpCtx, Phase, Progress, ProgressEvent};
 pub use repository::{Indexed, InitOptions, OpenOptions, Opened, Repository, DEFAULT_PACK_SIZE};
 pub use restorer::{Overwrite, PlannedEntry, RestoreOptions, RestorePlan, RestoreSummary};
+pub use retention::{apply_retention, LocalTime, RetentionDecision, RetentionPolicy};
 pub use snapshot::{select as select_snapshot, Snapshot, SnapshotFilter};
 pub use stats::{DiffEntry, DiffKind, DiffReport, RepoStats};
 pub use walk::WalkEntry;

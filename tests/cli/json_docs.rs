@@ -130,6 +130,19 @@ fn every_json_object_is_documented_with_exactly_its_fields() {
                 "--dry-run".into(),
             ],
         ),
+        (
+            "forget",
+            vec![
+                "forget".into(),
+                "--keep-last".into(),
+                "1".into(),
+                "--dry-run".into(),
+            ],
+        ),
+        (
+            "forget",
+            vec!["forget".into(), "latest".into(), "--dry-run".into()],
+        ),
         ("unlock", vec!["unlock".into()]),
         ("version", vec!["version".into()]),
         (

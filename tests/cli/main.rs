@@ -10,6 +10,7 @@ mod concurrency;
 mod diskfull;
 mod excludes;
 mod filekinds;
+mod forget;
 mod hostile_names;
 mod hostile_repo;
 mod incremental;
