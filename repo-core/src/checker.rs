@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::FileType;
-use crate::error::Result;
+use crate::error::{ErrorKind, Result};
 use crate::format::keyfile;
 use crate::format::pack;
 use crate::format::tree::NodeKind;
@@ -238,6 +238,9 @@ impl Repository<Indexed> {
                 .and_then(|id| self.load_snapshot(&id))
             {
                 Ok(s) => s,
+                // Listed when the index was loaded, gone now: forgotten since (only forget
+                // deletes snapshot files), so there is nothing left of it to check.
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) => {
                     report.problems.push(Problem::Snapshot {
                         snapshot: name,
