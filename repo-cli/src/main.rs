@@ -222,6 +222,8 @@ enum Command {
     Unlock(commands::unlock::UnlockArgs),
     /// Remove snapshots by id or by a retention policy (--keep-daily 7 ...).
     Forget(commands::forget::ForgetArgs),
+    /// List, add, remove keys and change the password.
+    Key(commands::key::KeyArgs),
     /// Print the version of cairn.
     Version,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -303,6 +305,7 @@ impl Command {
             Self::Find(_) => "find",
             Self::Unlock(_) => "unlock",
             Self::Forget(_) => "forget",
+            Self::Key(_) => "key",
             Self::Version => "version",
             Self::Completion(_) => "completion",
             Self::Generate(_) => "generate",
@@ -327,6 +330,7 @@ fn main() -> ExitCode {
         Command::Find(a) => commands::find::run(&app, &a),
         Command::Unlock(a) => commands::unlock::run(&app, &a),
         Command::Forget(a) => commands::forget::run(&app, &a),
+        Command::Key(a) => commands::key::run(&app, &a),
         Command::Version => commands::meta::version(&app),
         Command::Completion(a) => commands::meta::completion(Cli::command(), &a),
         Command::Generate(a) => commands::meta::generate(&app, Cli::command(), &a),

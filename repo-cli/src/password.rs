@@ -52,6 +52,30 @@ pub fn read(global: &GlobalArgs, purpose: Purpose) -> Result<Secret> {
     Ok(Secret::password(password))
 }
 
+/// The new password of `key add` / `key passwd`: the first line of `file`
+/// (`--new-password-file`), else `CAIRN_NEW_PASSWORD`, else a prompt that asks twice. Refused
+/// when empty or when no password file could give it back.
+pub fn read_new(file: Option<&std::path::Path>) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    let password = match file {
+        Some(file) => first_line(
+            std::fs::read(file)
+                .with_context(|| format!("cannot read new password file {}", file.display()))?,
+        ),
+        None => match std::env::var_os("CAIRN_NEW_PASSWORD") {
+            Some(p) => std::os::unix::ffi::OsStringExt::into_vec(p),
+            None => match &prompt(Purpose::Create)? {
+                Secret::Password(p) => p.clone(),
+                Secret::MasterKey(_) => bail!("a new password is needed"),
+            },
+        },
+    };
+    if password.is_empty() {
+        bail!("an empty password is not allowed");
+    }
+    check_new_password(&password)?;
+    Ok(zeroize::Zeroizing::new(password))
+}
+
 /// Refuses a new password that `--password-file` and `--password-command` could never give
 /// back: they use the first line only and strip a `\r` before its end, so a password with a
 /// newline, or one ending in a carriage return, would lock its owner out of every way but one.

@@ -84,6 +84,7 @@ mod inspect;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod internals;
+mod keys;
 mod lock;
 mod pack;
 mod pattern;
@@ -109,6 +110,7 @@ pub use format::tree::{Node, NodeKind, Tree, Xattr};
 pub use format::BlobType;
 pub use id::{BlobId, Id, IndexId, KeyId, PackId, SnapshotId};
 pub use index::{BlobLocation, MasterIndex};
+pub use keys::KeyInfo;
 pub use lock::{LockGuard, LockMode, Unlock, MAX_LOCK_WAIT};
 pub use progress::{CancelToken, EntryStatus, NoProgress, OpCtx, Phase, Progress, ProgressEvent};
 pub use repository::{Indexed, InitOptions, OpenOptions, Opened, Repository, DEFAULT_PACK_SIZE};

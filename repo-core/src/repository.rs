@@ -105,6 +105,8 @@ pub struct Repository<S = Opened> {
     cache_notice: Arc<crate::cache::CacheNotice>,
     no_lock: bool,
     tree_cache: Mutex<TreeCache>,
+    /// The key file the password opened (None when opened with the raw master key).
+    pub(crate) key_file: Option<String>,
     pub(crate) state: S,
 }
 
@@ -150,16 +152,12 @@ impl Repository<Opened> {
         let key = MasterKey::generate()?;
         // Key first, config last: a location with a config is a complete repository.
         let keyfile = keyfile::encode(&key, password, opts.kdf, now_ns() / 1_000_000_000)?;
-        backend.write(FileType::Key, &Id::hash(&keyfile).to_hex(), &keyfile)?;
+        let key_name = Id::hash(&keyfile).to_hex();
+        backend.write(FileType::Key, &key_name, &keyfile)?;
         backend.write(FileType::Config, "config", &config.seal(&key)?)?;
-        Ok(Self::assemble(
-            backend,
-            key,
-            config,
-            None,
-            Arc::default(),
-            false,
-        ))
+        let mut repo = Self::assemble(backend, key, config, None, Arc::default(), false);
+        repo.key_file = Some(key_name);
+        Ok(repo)
     }
 
     /// Opens an existing repository with a password or raw master key.
@@ -194,14 +192,17 @@ impl Repository<Opened> {
                 "larger than any config",
             ));
         }
-        let key = match secret {
+        let (key, key_file) = match secret {
             Secret::MasterKey(raw) => {
                 let raw: &[u8; MASTER_KEY_LEN] = raw.as_slice().try_into().map_err(|_| {
                     Error::invalid(format!("a raw master key is {MASTER_KEY_LEN} bytes"))
                 })?;
-                MasterKey::from_bytes(raw)
+                (MasterKey::from_bytes(raw), None)
             }
-            Secret::Password(password) => Self::unwrap_key(backend.as_ref(), password)?,
+            Secret::Password(password) => {
+                let (key, name) = Self::unwrap_key(backend.as_ref(), password)?;
+                (key, Some(name))
+            }
         };
         let config =
             Config::open(&key, &config_bytes).map_err(|e| match (secret, e.corruption()) {
@@ -223,17 +224,12 @@ impl Repository<Opened> {
                 })
                 .ok()
         });
-        Ok(Self::assemble(
-            backend,
-            key,
-            config,
-            cache,
-            notice,
-            opts.no_lock,
-        ))
+        let mut repo = Self::assemble(backend, key, config, cache, notice, opts.no_lock);
+        repo.key_file = key_file;
+        Ok(repo)
     }
 
-    fn unwrap_key(backend: &dyn Backend, password: &[u8]) -> Result<MasterKey> {
+    fn unwrap_key(backend: &dyn Backend, password: &[u8]) -> Result<(MasterKey, String)> {
         let mut names = backend.list(FileType::Key)?;
         names.sort();
         if names.is_empty() {
@@ -255,7 +251,7 @@ impl Repository<Opened> {
             }
             let bytes = backend.read(FileType::Key, &name)?;
             match keyfile::decode(&bytes, password, &format_args!("key {name}")) {
-                Ok(key) => return Ok(key),
+                Ok(key) => return Ok((key, name)),
                 Err(e) if e.kind() == ErrorKind::WrongSecret => {}
                 Err(e) => last_corrupt = Some(e),
             }
@@ -288,6 +284,7 @@ impl Repository<Opened> {
             cache_notice,
             no_lock,
             tree_cache: Mutex::new(TreeCache::default()),
+            key_file: None,
             state: Opened,
         }
     }
@@ -370,6 +367,7 @@ impl Repository<Opened> {
             cache_notice,
             no_lock,
             tree_cache,
+            key_file,
             ..
         } = self;
         Ok(Repository {
@@ -380,6 +378,7 @@ impl Repository<Opened> {
             cache_notice,
             no_lock,
             tree_cache,
+            key_file,
             state: Indexed {
                 index: builder.build(),
                 index_files,

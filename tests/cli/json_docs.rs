@@ -91,6 +91,8 @@ fn every_json_object_is_documented_with_exactly_its_fields() {
     let _socket = std::os::unix::net::UnixListener::bind(src.join("sock")).unwrap();
     let target = env.path("target");
     let man = env.path("man");
+    let new_password = env.path("new-password");
+    fs::write(&new_password, "another password\n").unwrap();
 
     let runs: Vec<(&str, Vec<String>)> = vec![
         ("init", vec!["init".into(), "--insecure-kdf".into()]),
@@ -144,6 +146,33 @@ fn every_json_object_is_documented_with_exactly_its_fields() {
             vec!["forget".into(), "latest".into(), "--dry-run".into()],
         ),
         ("unlock", vec!["unlock".into()]),
+        ("key", vec!["key".into(), "list".into()]),
+        (
+            "key",
+            vec![
+                "--insecure-kdf".into(),
+                "key".into(),
+                "add".into(),
+                "--new-password-file".into(),
+                arg(&new_password).into(),
+            ],
+        ),
+        // The key just added is not the one in use: `key remove` takes the newest one, by
+        // the `latest-key` placeholder filled in below.
+        (
+            "key",
+            vec!["key".into(), "remove".into(), "latest-key".into()],
+        ),
+        (
+            "key",
+            vec![
+                "--insecure-kdf".into(),
+                "key".into(),
+                "passwd".into(),
+                "--new-password-file".into(),
+                arg(&new_password).into(),
+            ],
+        ),
         ("version", vec!["version".into()]),
         (
             "generate",
@@ -153,6 +182,16 @@ fn every_json_object_is_documented_with_exactly_its_fields() {
     let mut seen = BTreeSet::new();
     let mut problems = Vec::new();
     for (command, args) in &runs {
+        let mut args = args.clone();
+        if args.last().map(String::as_str) == Some("latest-key") {
+            let out = env.ok(&["key", "list", "--json"]);
+            let keys: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+            let other = keys
+                .iter()
+                .find(|k| k["current"] == false)
+                .expect("an added key");
+            *args.last_mut().unwrap() = other["id"].as_str().unwrap().to_string();
+        }
         let mut full: Vec<&str> = vec!["--json"];
         full.extend(args.iter().map(String::as_str));
         let out = env.run(&full);

@@ -15,6 +15,7 @@ mod hostile_names;
 mod hostile_repo;
 mod incremental;
 mod json_docs;
+mod keys;
 mod progress;
 mod restore;
 mod scale;
