@@ -130,6 +130,16 @@ pub struct GlobalArgs {
         hide_env_values = true
     )]
     pub password_file: Option<PathBuf>,
+    /// Open the repository with the master key in FILE (from `cairn key export`) instead of
+    /// a password.
+    #[arg(
+        long,
+        env = "CAIRN_KEY_FILE",
+        global = true,
+        value_name = "FILE",
+        conflicts_with_all = ["password_file", "password_command"]
+    )]
+    pub key_file: Option<PathBuf>,
     /// Run CMD with `sh -c` and use the first line of its output as the password.
     #[arg(
         long,

@@ -25,6 +25,15 @@ pub enum Purpose {
 
 /// Reads the password from the first source present.
 pub fn read(global: &GlobalArgs, purpose: Purpose) -> Result<Secret> {
+    if let Some(file) = &global.key_file {
+        if purpose == Purpose::Create {
+            return Err(Failure::Usage(
+                "--key-file opens an existing repository; init needs a password".into(),
+            )
+            .into());
+        }
+        return read_key_file(file);
+    }
     let password = match (&global.password_file, &global.password_command) {
         (Some(_), Some(_)) => {
             return Err(Failure::Usage(
@@ -50,6 +59,35 @@ pub fn read(global: &GlobalArgs, purpose: Purpose) -> Result<Secret> {
         check_new_password(&password)?;
     }
     Ok(Secret::password(password))
+}
+
+/// The master key exported by `cairn key export` (docs/key-export.md), for `--key-file`.
+fn read_key_file(file: &std::path::Path) -> Result<Secret> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read key file {}", file.display()))?,
+    );
+    let bad = || {
+        anyhow::anyhow!(
+            "{} is not a key exported by `cairn key export` (a JSON object with cairn_master_key 1 and key)",
+            file.display()
+        )
+    };
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|_| bad())?;
+    if value["cairn_master_key"] != 1 {
+        return Err(bad());
+    }
+    let hex = value["key"].as_str().ok_or_else(bad)?;
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+        .filter(|_| hex.len() % 2 == 0)
+        .ok_or_else(bad)?;
+    Ok(Secret::MasterKey(bytes))
 }
 
 /// The new password of `key add` / `key passwd`: the first line of `file`

@@ -90,3 +90,54 @@ fn passwords_are_added_removed_and_changed_without_locking_anyone_out() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert_eq!(keys(&env, "third password").len(), 1);
 }
+
+/// `key export` writes the documented key document; `--key-file` opens the repository with it
+/// and no password; a damaged document or one of another repository is refused in one line.
+#[test]
+fn an_exported_key_opens_the_repository_without_a_password() {
+    let env = Env::new();
+    env.init();
+    let out = env.ok(&["key", "export"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["cairn_master_key"], 1);
+    assert_eq!(doc["key"].as_str().unwrap().len(), 144);
+    let file = env.path("master.key");
+    fs::write(&file, &out.stdout).unwrap();
+    let key_file = file.display().to_string();
+
+    let out = env
+        .cairn()
+        .env_remove("CAIRN_PASSWORD")
+        .args(["--key-file", &key_file, "snapshots", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // A password that no key file takes does not matter next to the key file.
+    let out = env
+        .cairn()
+        .env("CAIRN_PASSWORD", "wrong")
+        .args(["--key-file", &key_file, "snapshots"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let damaged = env.path("damaged.key");
+    fs::write(&damaged, b"{\"cairn_master_key\": 1, \"key\": \"zz\"}").unwrap();
+    let out = env.run(&["--key-file", &damaged.display().to_string(), "snapshots"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(one_error_line(&out.stderr).contains("not a key exported"));
+
+    let other = Env::new();
+    other.init();
+    let out = other.run(&["--key-file", &key_file, "snapshots"]);
+    assert_eq!(out.status.code(), Some(12), "{}", text(&out.stderr));
+
+    // init says once how to keep such a copy.
+    let third = Env::new();
+    let out = third.ok(&["init", "--insecure-kdf"]);
+    assert!(
+        text(&out.stdout).contains("cairn key export"),
+        "{}",
+        text(&out.stdout)
+    );
+}

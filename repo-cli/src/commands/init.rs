@@ -77,7 +77,7 @@ pub fn run(app: &App, args: &InitArgs) -> Result<u8> {
         )?;
         writeln!(
             out,
-            "\nKeep the password safe: without it the data in this repository cannot be read."
+            "\nKeep the password safe: without it the data in this repository cannot be read.\nFor a copy that does not depend on the password, run `cairn key export > FILE` and store\nFILE safely: it opens the repository with `--key-file FILE`."
         )?;
     }
     Ok(EXIT_OK)

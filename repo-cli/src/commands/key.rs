@@ -34,6 +34,9 @@ pub enum KeyAction {
     },
     /// Change the password in use: the new key file is written before the old is removed.
     Passwd(NewPassword),
+    /// Print the master key for safe keeping (docs/key-export.md): with it, `--key-file`
+    /// opens the repository without any password, so store it like the password itself.
+    Export,
 }
 
 /// Where the new password comes from.
@@ -88,6 +91,16 @@ pub fn run(app: &App, args: &KeyArgs) -> Result<u8> {
             let id = KeyId(repo.find_file(FileType::Key, id)?);
             repo.remove_key(&id, app.global.lock_wait)?;
             say(app, "key_removed", &id, "removed key")?;
+        }
+        KeyAction::Export => {
+            let key = repo.export_master_key();
+            let repo_id = repo_core::Id(repo.config().repo_id).to_hex();
+            let text = zeroize::Zeroizing::new(serde_json::to_string_pretty(&json!({
+                "cairn_master_key": 1,
+                "repository": repo_id,
+                "key": output::hex(key.as_slice()),
+            }))?);
+            println!("{}", text.as_str());
         }
         KeyAction::Passwd(new) => {
             let password = password::read_new(new.new_password_file.as_deref())?;
