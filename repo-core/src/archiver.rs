@@ -95,12 +95,14 @@ impl Repository<Indexed> {
             return Err(Error::invalid("nothing to back up: give at least one path"));
         }
         // Bad options fail before the source is opened.
-        let _ = self.compression_level(opts)?;
+        let _ = self.checked_level(opts)?;
         let source = LocalSource::new(paths, opts)?;
         self.backup_from(ctx, &source, opts)
     }
 
-    fn compression_level(&self, opts: &BackupOptions) -> Result<i32> {
+    /// Checks the options that can be wrong before anything is read, and returns the
+    /// compression level to use.
+    fn checked_level(&self, opts: &BackupOptions) -> Result<i32> {
         check_overrides(opts)?;
         let level = opts
             .compression_level
@@ -144,7 +146,7 @@ impl Repository<Indexed> {
         source: &dyn Source,
         opts: &BackupOptions,
     ) -> Result<BackupSummary> {
-        let level = self.compression_level(opts)?;
+        let level = self.checked_level(opts)?;
         let _lock = if opts.dry_run {
             None
         } else {

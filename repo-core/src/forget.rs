@@ -6,7 +6,7 @@
 //! is computed again under the lock before anything is deleted, so a snapshot saved between
 //! planning and removal is never removed by a plan that did not see it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::backend::FileType;
 use crate::error::{Error, Result};
@@ -142,16 +142,12 @@ impl<S: Send + Sync> Repository<S> {
         let groups = groups
             .into_iter()
             .map(|(key, snaps)| {
-                let decisions = apply_retention(&snaps, &opts.policy, local)
+                let decisions = apply_retention(&snaps, &opts.policy, local);
+                let mut by_id: HashMap<SnapshotId, Snapshot> =
+                    snaps.into_iter().map(|s| (s.id, s)).collect();
+                let decisions = decisions
                     .into_iter()
-                    .map(|d| {
-                        let snap = snaps
-                            .iter()
-                            .find(|s| s.id == d.id)
-                            .cloned()
-                            .expect("a decision for each snapshot");
-                        (snap, d)
-                    })
+                    .filter_map(|d| Some((by_id.remove(&d.id)?, d)))
                     .collect();
                 ForgetGroup { key, decisions }
             })

@@ -11,10 +11,10 @@ use std::io::Write;
 
 use anyhow::Result;
 use clap::Args;
-use repo_core::{ForgetOptions, GroupBy, GroupKey, RetentionPolicy, Snapshot};
+use repo_core::{ForgetOptions, RetentionPolicy, Snapshot};
 use serde_json::{json, Value};
 
-use super::snapshots::GroupField;
+use super::snapshots::{group_by, group_heading, group_key_json, GroupField};
 use super::{select_snapshots, App, FilterArgs};
 use crate::progress::CliProgress;
 use crate::{output, time, Failure, EXIT_OK};
@@ -171,11 +171,7 @@ pub fn run(app: &App, args: &ForgetArgs) -> Result<u8> {
     opts.policy = policy;
     opts.filter = args.filter.to_filter()?;
     if !args.group_by.is_empty() {
-        opts.group_by = GroupBy {
-            host: args.group_by.contains(&GroupField::Host),
-            paths: args.group_by.contains(&GroupField::Paths),
-            tags: args.group_by.contains(&GroupField::Tags),
-        };
+        opts.group_by = group_by(&args.group_by);
     }
     opts.lock_wait = app.global.lock_wait;
     let plan = repo.plan_forget(&ctx, &opts, &time::local_time)?;
@@ -183,7 +179,7 @@ pub fn run(app: &App, args: &ForgetArgs) -> Result<u8> {
         .groups
         .iter()
         .filter(|g| g.emptied())
-        .map(|g| heading(&g.key))
+        .map(|g| group_heading(&g.key))
         .collect();
     if !emptied.is_empty() && !args.allow_empty {
         return Err(Failure::Usage(format!(
@@ -223,7 +219,7 @@ pub fn run(app: &App, args: &ForgetArgs) -> Result<u8> {
                 json!({
                     "message_type": "forget_group",
                     "dry_run": args.dry_run,
-                    "group_key": key_json(&g.key),
+                    "group_key": group_key_json(&g.key),
                     "keep": keep,
                     "remove": remove,
                 })
@@ -237,7 +233,7 @@ pub fn run(app: &App, args: &ForgetArgs) -> Result<u8> {
     }
     let mut out = std::io::stdout().lock();
     for g in &plan.groups {
-        writeln!(out, "{}", heading(&g.key))?;
+        writeln!(out, "{}", group_heading(&g.key))?;
         let kept: Vec<&(Snapshot, repo_core::RetentionDecision)> =
             g.decisions.iter().filter(|(_, d)| d.keep).collect();
         let gone: Vec<&(Snapshot, repo_core::RetentionDecision)> =
@@ -300,43 +296,6 @@ fn policy(args: &ForgetArgs) -> RetentionPolicy {
     p.within_yearly_ns = args.keep_within_yearly;
     p.tags = super::tag_groups(&args.keep_tag);
     p
-}
-
-fn key_json(key: &GroupKey) -> Value {
-    let mut m = serde_json::Map::new();
-    if let Some(h) = &key.host {
-        let _ = m.insert("hostname".into(), json!(h));
-    }
-    if let Some(p) = &key.paths {
-        let paths: Vec<String> = p
-            .iter()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .collect();
-        let _ = m.insert("paths".into(), json!(paths));
-    }
-    if let Some(t) = &key.tags {
-        let _ = m.insert("tags".into(), json!(t));
-    }
-    Value::Object(m)
-}
-
-fn heading(key: &GroupKey) -> String {
-    let mut parts = Vec::new();
-    if let Some(h) = &key.host {
-        parts.push(format!("host {}", output::escape(h)));
-    }
-    if let Some(p) = &key.paths {
-        let shown: Vec<String> = p.iter().map(|p| output::escaped(p).to_string()).collect();
-        parts.push(format!("paths [{}]", shown.join(", ")));
-    }
-    if let Some(t) = &key.tags {
-        parts.push(format!("tags [{}]", output::escape(&t.join(","))));
-    }
-    if parts.is_empty() {
-        "all snapshots".to_string()
-    } else {
-        parts.join(", ")
-    }
 }
 
 #[cfg(test)]

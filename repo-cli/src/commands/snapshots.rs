@@ -12,7 +12,7 @@ use std::io::{IsTerminal, Write};
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use repo_core::Snapshot;
+use repo_core::{GroupBy, GroupKey, Snapshot};
 use serde_json::{json, Value};
 
 use super::{select_snapshots, App, FilterArgs};
@@ -50,64 +50,52 @@ pub enum GroupField {
     Tags,
 }
 
-/// What a group shares: the fields grouped by, the others `None`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
-struct GroupKey {
-    host: Option<String>,
-    paths: Option<Vec<Vec<u8>>>,
-    tags: Option<Vec<String>>,
+/// The library's grouping for the fields of `--group-by`.
+pub fn group_by(fields: &[GroupField]) -> GroupBy {
+    GroupBy {
+        host: fields.contains(&GroupField::Host),
+        paths: fields.contains(&GroupField::Paths),
+        tags: fields.contains(&GroupField::Tags),
+    }
 }
 
-impl GroupKey {
-    fn of(s: &Snapshot, by: &[GroupField]) -> Self {
-        let mut key = Self::default();
-        if by.contains(&GroupField::Host) {
-            key.host = Some(s.meta.hostname.clone());
-        }
-        if by.contains(&GroupField::Paths) {
-            let mut p = s.meta.paths.clone();
-            p.sort();
-            key.paths = Some(p);
-        }
-        if by.contains(&GroupField::Tags) {
-            let mut t = s.meta.tags.clone();
-            t.sort();
-            key.tags = Some(t);
-        }
-        key
+/// The JSON `group_key` of a group: only the fields grouped by.
+pub fn group_key_json(key: &GroupKey) -> Value {
+    let mut m = serde_json::Map::new();
+    if let Some(h) = &key.host {
+        let _ = m.insert("hostname".into(), json!(h));
     }
-
-    fn json(&self) -> Value {
-        let mut m = serde_json::Map::new();
-        if let Some(h) = &self.host {
-            let _ = m.insert("hostname".into(), json!(h));
-        }
-        if let Some(p) = &self.paths {
-            let paths: Vec<String> = p
-                .iter()
-                .map(|p| String::from_utf8_lossy(p).into_owned())
-                .collect();
-            let _ = m.insert("paths".into(), json!(paths));
-        }
-        if let Some(t) = &self.tags {
-            let _ = m.insert("tags".into(), json!(t));
-        }
-        Value::Object(m)
+    if let Some(p) = &key.paths {
+        let paths: Vec<String> = p
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        let _ = m.insert("paths".into(), json!(paths));
     }
+    if let Some(t) = &key.tags {
+        let _ = m.insert("tags".into(), json!(t));
+    }
+    Value::Object(m)
+}
 
-    fn heading(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(h) = &self.host {
-            parts.push(format!("host {}", output::escape(h)));
-        }
-        if let Some(p) = &self.paths {
-            let shown: Vec<String> = p.iter().map(|p| output::escaped(p).to_string()).collect();
-            parts.push(format!("paths [{}]", shown.join(", ")));
-        }
-        if let Some(t) = &self.tags {
-            parts.push(format!("tags [{}]", output::escape(&t.join(","))));
-        }
-        format!("snapshots for {}:", parts.join(", "))
+/// A group for people: `host h, paths [/a, /b], tags [x]` (names escaped), or `all
+/// snapshots` when nothing groups them.
+pub fn group_heading(key: &GroupKey) -> String {
+    let mut parts = Vec::new();
+    if let Some(h) = &key.host {
+        parts.push(format!("host {}", output::escape(h)));
+    }
+    if let Some(p) = &key.paths {
+        let shown: Vec<String> = p.iter().map(|p| output::escaped(p).to_string()).collect();
+        parts.push(format!("paths [{}]", shown.join(", ")));
+    }
+    if let Some(t) = &key.tags {
+        parts.push(format!("tags [{}]", output::escape(&t.join(","))));
+    }
+    if parts.is_empty() {
+        "all snapshots".to_string()
+    } else {
+        parts.join(", ")
     }
 }
 
@@ -119,11 +107,8 @@ pub fn run(app: &App, args: &SnapshotsArgs) -> Result<u8> {
     let snaps = select_snapshots(&repo, &app.ctx(&progress), &args.snapshots, &filter)?;
     let grouped = !args.group_by.is_empty();
     // `--latest` counts within groups; without --group-by, within each host and path set.
-    let keep_by: &[GroupField] = if grouped {
-        &args.group_by
-    } else {
-        &[GroupField::Host, GroupField::Paths]
-    };
+    let by = group_by(&args.group_by);
+    let keep_by = if grouped { by } else { GroupBy::default() };
     let snaps = match args.latest {
         Some(n) => newest_of_each(snaps, keep_by, n),
         None => snaps,
@@ -131,7 +116,7 @@ pub fn run(app: &App, args: &SnapshotsArgs) -> Result<u8> {
     let mut groups: BTreeMap<GroupKey, Vec<Snapshot>> = BTreeMap::new();
     for s in snaps {
         let key = if grouped {
-            GroupKey::of(&s, &args.group_by)
+            GroupKey::of(&s, by)
         } else {
             GroupKey::default()
         };
@@ -143,7 +128,7 @@ pub fn run(app: &App, args: &SnapshotsArgs) -> Result<u8> {
                 .iter()
                 .map(|(k, v)| {
                     let snaps: Vec<Value> = v.iter().map(output::snapshot_json).collect();
-                    json!({"message_type": "snapshot_group", "group_key": k.json(), "snapshots": snaps})
+                    json!({"message_type": "snapshot_group", "group_key": group_key_json(k), "snapshots": snaps})
                 })
                 .collect();
             output::json_line(&list)?;
@@ -175,7 +160,7 @@ pub fn run(app: &App, args: &SnapshotsArgs) -> Result<u8> {
             if !first {
                 writeln!(out)?;
             }
-            writeln!(out, "{}", key.heading())?;
+            writeln!(out, "snapshots for {}:", group_heading(key))?;
         }
         first = false;
         table(&mut out, snaps, args.compact, width)?;
@@ -184,7 +169,7 @@ pub fn run(app: &App, args: &SnapshotsArgs) -> Result<u8> {
 }
 
 /// The `n` newest snapshots of each group of `by`, oldest first (the order of `snaps`).
-fn newest_of_each(snaps: Vec<Snapshot>, by: &[GroupField], n: usize) -> Vec<Snapshot> {
+fn newest_of_each(snaps: Vec<Snapshot>, by: GroupBy, n: usize) -> Vec<Snapshot> {
     let mut seen: BTreeMap<GroupKey, usize> = BTreeMap::new();
     let mut kept: Vec<Snapshot> = snaps
         .into_iter()
